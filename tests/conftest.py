@@ -1,0 +1,40 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / 'shared' / 'data'  # real text beside the checkout (absent in a user's clone)
+sys.path.insert(0, str(REPO))
+
+# a tiny model that trains in well under a second per iteration on a CPU
+TINY = ['--device=cpu', '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=16',
+        '--batch_size=8', '--eval_iters=4', '--log_interval=5', '--warmup_iters=2']
+
+SAMPLE_TEXT = (
+    "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+    "All:\nSpeak, speak.\n\n"
+    "First Citizen:\nYou are all resolved rather to die than to famish?\n\n"
+    "All:\nResolved. resolved.\n\n"
+)
+
+
+def run(script, *args, cwd=REPO, check=True, timeout=600):
+    """Run one of the repo's scripts in a subprocess; return the CompletedProcess (stdout + stderr as text)."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    p = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(map(str, args))} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+@pytest.fixture
+def char_data(tmp_path):
+    """A prepared shakespeare_char dataset (written by the real prepare script) under tmp_path/data."""
+    src = tmp_path / 'input.txt'
+    src.write_text(SAMPLE_TEXT * 40)
+    run('data/shakespeare_char/prepare.py', '--input', src, '--out_dir', tmp_path / 'data' / 'shakespeare_char')
+    return tmp_path / 'data'

@@ -1,0 +1,115 @@
+"""The GPT-2-style model: shapes, initial loss, causality, learning, checkpoint round trips."""
+import math
+
+import pytest
+import torch
+
+from model import GPT, GPTConfig, clean_state_dict, peak_flops
+
+TINY = dict(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
+
+
+def tiny_model(**kw):
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**{**TINY, **kw}))
+
+
+def test_forward_backward_finite_and_initial_loss_is_uniform():
+    model = tiny_model()
+    idx, targets = torch.randint(11, (2, 8, 16))
+    logits, loss = model(idx, targets)
+    assert logits.shape == (8, 16, 11)  # logits for every position, not just the last
+    assert abs(loss.item() - math.log(11)) < 0.1  # small init: close to a uniform guess
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert model(idx)[1] is None
+
+
+def test_no_information_from_the_future():
+    model = tiny_model().eval()
+    idx = torch.randint(11, (1, 16))
+    logits, _ = model(idx)
+    for t in (0, 5, 15):
+        changed = idx.clone()
+        changed[0, t] = (changed[0, t] + 1) % 11
+        logits2, _ = model(changed)
+        assert torch.equal(logits[0, :t], logits2[0, :t]), f"positions before {t} saw token {t}"
+        assert not torch.allclose(logits[0, t], logits2[0, t])  # and position t itself does see it
+
+
+def test_overfits_one_batch():
+    model = tiny_model()
+    opt = model.configure_optimizers(0.0, 1e-2, (0.9, 0.99), 'cpu')
+    torch.manual_seed(1)
+    x = torch.randint(11, (4, 16))
+    y = torch.randint(11, (4, 16))
+    for _ in range(150):
+        _, loss = model(x, y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1
+
+
+def test_weight_tying_and_param_count():
+    model = tiny_model()
+    assert model.wte.weight is model.lm_head.weight
+    C, V, L, T = 16, 11, 2, 16
+    per_block = (2 * 2 * C) + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)  # bias=True
+    assert model.get_num_params(non_embedding=False) == V * C + T * C + L * per_block + 2 * C
+    assert model.get_num_params() == V * C + L * per_block + 2 * C
+
+
+def test_optimizer_decays_only_matrices():
+    model = tiny_model()
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu')
+    decay, no_decay = opt.param_groups
+    assert decay['weight_decay'] == 0.1 and all(p.dim() == 2 for p in decay['params'])
+    assert no_decay['weight_decay'] == 0.0 and all(p.dim() == 1 for p in no_decay['params'])
+    n = sum(p.numel() for g in opt.param_groups for p in g['params'])
+    assert n == model.get_num_params(non_embedding=False)
+
+
+def test_mfu_peak_table():
+    assert peak_flops('NVIDIA H100 80GB HBM3') == 989e12
+    assert peak_flops('NVIDIA H100 PCIe') == 756e12
+    assert peak_flops('NVIDIA A100-SXM4-80GB') == 312e12
+    assert peak_flops('cpu') is None
+    model = tiny_model()
+    assert model.estimate_mfu(1000, 0.1, 'cpu') is None
+    assert 0 < model.estimate_mfu(1000, 0.1, 'NVIDIA H200') < 1
+
+
+def test_generate_extends_the_prompt_and_crops_to_block_size():
+    model = tiny_model().eval()
+    idx = torch.randint(11, (2, 3))
+    out = model.generate(idx, 20, temperature=1.0, top_k=5)  # 23 tokens > block_size 16
+    assert out.shape == (2, 23) and torch.equal(out[:, :3], idx)
+    greedy = model.generate(idx, 5, temperature=0)
+    assert torch.equal(greedy, model.generate(idx, 5, temperature=0))
+
+
+def test_bad_config_is_rejected_before_allocation():
+    with pytest.raises(ValueError, match='divisible'):
+        GPTConfig(n_embd=10, n_head=3)
+    with pytest.raises(ValueError, match='dropout'):
+        GPTConfig(dropout=1.5)
+
+
+@pytest.mark.parametrize('compiled', [False, True])
+def test_checkpoint_reloads_with_weights_only_and_identical_logits(tmp_path, compiled):
+    model = tiny_model().eval()
+    run_model = torch.compile(model) if compiled else model
+    idx = torch.randint(11, (2, 16))
+    expected = run_model(idx)[0]
+    # a compiled model's state_dict carries '_orig_mod.' prefixes; DDP adds 'module.'
+    state = {('module.' + k if compiled else k): v for k, v in run_model.state_dict().items()}
+    torch.save({'model': state, 'model_args': TINY}, tmp_path / 'ckpt.pt')
+    ckpt = torch.load(tmp_path / 'ckpt.pt', weights_only=True)
+    fresh = GPT(GPTConfig(**ckpt['model_args'])).eval()
+    fresh.load_state_dict(clean_state_dict(ckpt['model']))
+    got = (torch.compile(fresh) if compiled else fresh)(idx)[0]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    if not compiled:
+        assert torch.equal(got, expected)

@@ -1,0 +1,316 @@
+"""
+Train a mini-GPT, on one CPU, one GPU, or many GPUs with DDP.
+
+    python train.py                                  # the default: char-level shakespeare, ~2 min on a 2-core CPU
+    python train.py config/train_shakespeare_char.py --max_iters=2000
+    torchrun --standalone --nproc_per_node=4 train.py config/train_shakespeare_char.py
+
+Every global below is a config key: config files (python) and --key=value overrides set them.
+"""
+import csv
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch.distributed import destroy_process_group, init_process_group
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from configurator import configure
+from data.common import load_meta
+from model import GPT, GPTConfig, clean_state_dict
+
+# -----------------------------------------------------------------------------
+# default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
+# I/O
+out_dir = 'out'
+eval_interval = 300
+log_interval = 10
+eval_iters = 20  # batches per split in each eval; the same batches every time
+eval_only = False
+init_from = 'scratch'  # 'scratch' or 'resume' (from out_dir/last.pt)
+seed = 1337
+# data
+data_dir = 'data'
+dataset = 'shakespeare_char'
+gradient_accumulation_steps = 1
+batch_size = 32
+block_size = 64
+# model
+n_layer = 2
+n_head = 4
+n_embd = 128
+dropout = 0.0
+bias = False
+# AdamW
+learning_rate = 4e-3
+max_iters = 1800
+weight_decay = 0.1
+beta1 = 0.9
+beta2 = 0.99
+grad_clip = 1.0  # clip gradients at this norm; 0 disables
+# learning rate schedule: linear warmup, then cosine decay to min_lr
+decay_lr = True
+warmup_iters = 100
+lr_decay_iters = None  # None: max_iters
+min_lr = 1e-4
+# system
+device = None  # None: cuda, then mps, then cpu; or 'cpu', 'cuda', 'cuda:1', 'mps'
+dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; float32 off CUDA
+compile = None  # None: torch.compile on CUDA only
+backend = 'nccl'  # DDP backend on CUDA ('gloo' is used on CPU)
+# -----------------------------------------------------------------------------
+config = configure(globals())
+config_name = '+'.join(os.path.basename(a) for a in sys.argv[1:] if not a.startswith('--')) or 'default'
+overrides = ' '.join(a for a in sys.argv[1:] if a.startswith('--'))
+# -----------------------------------------------------------------------------
+# setup
+if init_from not in ('scratch', 'resume'):
+    sys.exit(f"error: init_from must be 'scratch' or 'resume', got '{init_from}'")
+lr_decay_iters = max_iters if lr_decay_iters is None else lr_decay_iters
+if device is None:
+    device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+ddp = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun?
+if ddp:
+    init_process_group(backend=backend if device.startswith('cuda') else 'gloo')
+    rank, local_rank, world_size = int(os.environ['RANK']), int(os.environ['LOCAL_RANK']), int(os.environ['WORLD_SIZE'])
+    if device.startswith('cuda'):
+        device = f'cuda:{local_rank}'
+        torch.cuda.set_device(device)
+    if gradient_accumulation_steps % world_size:
+        sys.exit(f"error: gradient_accumulation_steps={gradient_accumulation_steps} must be a multiple of "
+                 f"the number of processes ({world_size})")
+    gradient_accumulation_steps //= world_size
+else:
+    rank, world_size = 0, 1
+master_process = rank == 0
+device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
+if dtype is None:
+    dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device_type == 'cuda' else 'float32'
+if dtype not in ('float32', 'bfloat16', 'float16'):
+    sys.exit(f"error: dtype must be float32, bfloat16 or float16, got '{dtype}'")
+compile = device_type == 'cuda' if compile is None else compile
+tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * block_size
+
+torch.manual_seed(seed + rank)
+torch.backends.cuda.matmul.allow_tf32 = True
+torch.backends.cudnn.allow_tf32 = True
+ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
+ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
+device_name = torch.cuda.get_device_name(device) if device_type == 'cuda' else device_type
+
+if master_process:
+    try:  # fail now, not after an hour of training, if checkpoints cannot be written
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, '.write_test'), 'w') as f:
+            f.write('ok')
+        os.remove(os.path.join(out_dir, '.write_test'))
+    except OSError as e:
+        sys.exit(f"error: out_dir '{out_dir}' is not writable ({e.strerror})")
+
+# data: train.bin / val.bin are flat memmaps of token ids written by data/<dataset>/prepare.py
+data_path = os.path.join(data_dir, dataset)
+if not os.path.exists(os.path.join(data_path, 'meta.json')):
+    sys.exit(f"error: dataset '{dataset}' is not prepared in {data_path}; run: python data/{dataset}/prepare.py")
+meta = load_meta(data_path)
+
+
+def load_split(split):
+    # a fresh memmap per batch avoids a memory leak (numpy keeps pages of a long-lived memmap resident)
+    return np.memmap(os.path.join(data_path, f'{split}.bin'), dtype=meta['dtype'], mode='r')
+
+
+for split in ('train', 'val'):
+    if len(load_split(split)) <= block_size:
+        sys.exit(f"error: {split}.bin of '{dataset}' holds {len(load_split(split))} tokens, "
+                 f"fewer than block_size + 1 = {block_size + 1}")
+
+
+def batch_at(split, ix):
+    data = load_split(split)
+    x = torch.stack([torch.from_numpy(data[i:i + block_size].astype(np.int64)) for i in ix.tolist()])
+    y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block_size].astype(np.int64)) for i in ix.tolist()])
+    if device_type == 'cuda':  # pinned memory lets the copy overlap with compute
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+data_rng = torch.Generator().manual_seed(seed + rank)  # checkpointed, so a resumed run draws the same batches
+batch_rng_state = data_rng.get_state()  # the state before the pending (prefetched) batch was drawn
+
+
+def get_train_batch():
+    global batch_rng_state
+    batch_rng_state = data_rng.get_state()
+    return batch_at('train', torch.randint(len(load_split('train')) - block_size, (batch_size,), generator=data_rng))
+
+
+eval_rng = torch.Generator().manual_seed(seed)
+eval_ix = {s: torch.randint(len(load_split(s)) - block_size, (eval_iters, batch_size), generator=eval_rng)
+           for s in ('train', 'val')}
+
+# model
+model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
+                  vocab_size=meta['vocab_size'], dropout=dropout)
+iter_num, best_val_loss, checkpoint = 0, float('inf'), None
+last_path, best_path = os.path.join(out_dir, 'last.pt'), os.path.join(out_dir, 'best.pt')
+if init_from == 'resume':
+    if not os.path.exists(last_path):
+        sys.exit(f"error: init_from='resume' but there is no checkpoint at {last_path}")
+    checkpoint = torch.load(last_path, map_location='cpu', weights_only=True)
+    for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size'):  # the shape comes from the checkpoint
+        model_args[k] = checkpoint['model_args'][k]
+    iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
+try:
+    gptconf = GPTConfig(**model_args)
+except ValueError as e:
+    sys.exit(f"error: {e}")
+model = GPT(gptconf)
+if checkpoint is not None:
+    model.load_state_dict(clean_state_dict(checkpoint['model']))
+model.to(device)
+
+scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+if checkpoint is not None:
+    optimizer.load_state_dict(checkpoint['optimizer'])
+    scaler.load_state_dict(checkpoint['scaler'])
+    data_rng.set_state(checkpoint['rng']['data'])
+    torch.set_rng_state(checkpoint['rng']['torch'])
+checkpoint = None  # free memory
+
+raw_model = model
+if compile:
+    if master_process:
+        print("compiling the model... (takes a minute)")
+    model = torch.compile(model)
+if ddp:
+    model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
+
+
+@torch.no_grad()
+def estimate_loss():
+    """Mean loss over the same eval_iters batches of each split every time, so evals compare across runs."""
+    out = {}
+    model.eval()
+    for split in ('train', 'val'):
+        losses = torch.zeros(eval_iters)
+        for k in range(eval_iters):
+            X, Y = batch_at(split, eval_ix[split][k])
+            with ctx:
+                _, loss = model(X, Y)
+            losses[k] = loss.item()
+        out[split] = losses.mean().item()
+    model.train()
+    return out
+
+
+def get_lr(it):
+    if not decay_lr:
+        return learning_rate
+    if it < warmup_iters:
+        return learning_rate * (it + 1) / (warmup_iters + 1)
+    if it >= lr_decay_iters:
+        return min_lr
+    ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
+
+
+def save_checkpoint(path):
+    """torch.save to a temporary file, then rename over the old one: a crash never leaves half a checkpoint."""
+    ckpt = {
+        'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
+        'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss, 'config': config,
+        'tokenizer': {k: meta[k] for k in ('tokenizer', 'vocab_size', 'chars') if k in meta},
+        'rng': {'data': batch_rng_state, 'torch': torch.get_rng_state()},
+    }
+    tmp = f"{path}.tmp"
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def fmt_mfu(mfu):
+    return 'n/a' if mfu is None else f"{100 * mfu:.1f}%"
+
+
+# -----------------------------------------------------------------------------
+# training loop
+if master_process:
+    print(f"{raw_model.get_num_params() / 1e6:.2f}M params | {tokens_per_iter:,} tokens/iter | device {device_name} "
+          f"| dtype {dtype} | compile {compile} | ddp world {world_size}")
+show_bar = master_process and sys.stderr.isatty()
+bar = tqdm(total=max_iters, initial=iter_num, disable=not show_bar, dynamic_ncols=True, unit='it')
+X, Y = get_train_batch()
+t_start = t_log = time.time()
+start_iter = log_iter = iter_num
+train_time_excl_eval = 0.0
+while True:
+    if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
+        t_eval = time.time()
+        losses = estimate_loss()
+        if master_process:
+            improved = losses['val'] < best_val_loss
+            best_val_loss = min(best_val_loss, losses['val'])
+            if iter_num > start_iter or iter_num == max_iters:
+                save_checkpoint(last_path)
+                if improved:
+                    save_checkpoint(best_path)
+            bar.write(f"eval {iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} "
+                      f"| best val {best_val_loss:.4f} | {time.time() - t_start:.1f} s")
+        t_log += time.time() - t_eval  # eval time does not count against tokens/s
+    if iter_num >= max_iters or eval_only:
+        break
+
+    lr = get_lr(iter_num)
+    for param_group in optimizer.param_groups:
+        param_group['lr'] = lr
+    for micro_step in range(gradient_accumulation_steps):
+        if ddp:  # only sync gradients on the last micro step
+            model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
+        with ctx:
+            _, loss = model(X, Y)
+            loss = loss / gradient_accumulation_steps
+        X, Y = get_train_batch()  # prefetch the next batch while the GPU works on this one
+        scaler.scale(loss).backward()
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    iter_num += 1
+    bar.update(1)
+
+    if iter_num % log_interval == 0 and master_process:
+        lossf = loss.item() * gradient_accumulation_steps
+        dt = (time.time() - t_log) / (iter_num - log_iter)
+        t_log, log_iter = time.time(), iter_num
+        mfu = raw_model.estimate_mfu(tokens_per_iter, dt, device_name)
+        if show_bar:
+            bar.set_postfix_str(f"loss {lossf:.4f} | {tokens_per_iter / dt:,.0f} tok/s | mfu {fmt_mfu(mfu)}")
+        else:
+            print(f"iter {iter_num:>6} | loss {lossf:.4f} | lr {lr:.2e} | {tokens_per_iter / dt:,.0f} tok/s "
+                  f"| mfu {fmt_mfu(mfu)} | {1000 * dt:.1f} ms/iter", flush=True)
+bar.close()
+train_seconds = time.time() - t_start
+
+if master_process and not eval_only:
+    n_params = raw_model.get_num_params()
+    tokens = (iter_num - start_iter) * tokens_per_iter
+    print(f"done {iter_num} iters | best val {best_val_loss:.4f} | {train_seconds:.1f} s training "
+          f"| {n_params / 1e6:.2f}M params | {tokens:,} tokens | checkpoints in {out_dir}")
+    results = os.path.join(out_dir, 'results.csv')
+    new = not os.path.exists(results)
+    with open(results, 'a', newline='') as f:
+        w = csv.writer(f)
+        if new:
+            w.writerow(['date', 'config', 'overrides', 'params', 'iters', 'tokens', 'best_val_loss', 'train_seconds',
+                        'device'])
+        w.writerow([time.strftime('%Y-%m-%d %H:%M:%S'), config_name, overrides, n_params, iter_num, tokens,
+                    f"{best_val_loss:.4f}", f"{train_seconds:.1f}", device_name])
+if ddp:
+    destroy_process_group()
