@@ -7,7 +7,7 @@ A script defines its settings as plain globals, then calls
 
 which reads `python script.py [config/x.py ...] [--key=value ...]`:
 - config files are python; every global they define must be a known key;
-- `--key=value` overrides always win over files, whatever the order on the command line;
+- `--key=value` (or `--key value`) overrides always win over files, whatever the order on the command line;
 - values are coerced to the type of the default (`--lr=1` is a float, `--compile=false` a bool,
   `--dataset=123` stays a string, a None default takes a python literal or else the string);
 - an unknown key or a value of the wrong type is one line naming the key and what was expected;
@@ -85,17 +85,22 @@ def parse_config(defaults, argv):
     """Return {key: value} for the keys of `defaults` after applying config files and overrides in argv."""
     known = list(defaults)
     files, overrides = [], []
-    for arg in argv:
-        if arg.startswith('--'):
-            key, eq, value = arg[2:].partition('=')
-            if not eq:
-                if key in defaults and isinstance(defaults[key], bool):
-                    value = 'true'  # `--compile` alone switches a bool on
-                else:
-                    raise ConfigError(f"'{arg}': write overrides as --key=value")
-            overrides.append((key.replace('-', '_'), value))
-        else:
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if not arg.startswith('--'):
             files.append(arg)
+            continue
+        key, eq, value = arg[2:].partition('=')
+        key = key.replace('-', '_')
+        if not eq:  # `--key value`, or a bare `--flag` for a bool
+            if isinstance(defaults.get(key), bool):
+                value = args.pop(0) if args and args[0].lower() in TRUE_WORDS + FALSE_WORDS else 'true'
+            elif key in defaults and args:
+                value = args.pop(0)
+            elif key in defaults:
+                raise ConfigError(f"--{key} needs a value: --{key}=VALUE")
+        overrides.append((key, value))
     config = dict(defaults)
     for path in files:
         if not os.path.isfile(path):

@@ -26,6 +26,16 @@ def test_none_defaults_take_literals_or_strings():
     assert parse_config(DEFAULTS, ['--lr_decay_iters=None'])['lr_decay_iters'] is None
 
 
+def test_space_separated_values_and_bare_bool_flags(tmp_path):
+    cfg_file = tmp_path / 'cfg.py'
+    cfg_file.write_text("batch_size = 5\n")
+    cfg = parse_config(DEFAULTS, ['--dataset', 'One day', '--compile', str(cfg_file)])
+    assert cfg['dataset'] == 'One day' and cfg['compile'] is True and cfg['batch_size'] == 5
+    assert parse_config(DEFAULTS, ['--compile', 'false', '--batch_size', '3'])['compile'] is False
+    with pytest.raises(ConfigError, match='needs a value'):
+        parse_config(DEFAULTS, ['--batch_size'])
+
+
 def test_values_may_contain_equals_signs():
     assert parse_config(DEFAULTS, ['--dataset=a=b=c'])['dataset'] == 'a=b=c'
 
