@@ -105,7 +105,7 @@ def parse_config(defaults, argv):
     for path in files:
         if not os.path.isfile(path):
             raise ConfigError(f"config file not found: {path}")
-        namespace = {}
+        namespace = {'__file__': os.path.abspath(path)}  # lets a config build on another one beside it
         with open(path) as f:
             exec(compile(f.read(), path, 'exec'), namespace)
         for key, value in namespace.items():

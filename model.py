@@ -1,43 +1,82 @@
 """
 mini-GPT model: one file, every variant behind a GPTConfig flag.
 
-The default GPTConfig is the GPT-2 model (Radford et al. 2019): learned positions,
-pre-LayerNorm blocks, GELU MLP, tied input/output embeddings, causal self-attention
-through PyTorch's scaled_dot_product_attention (flash / fused kernels).
+The default GPTConfig is the GPT-2 model (Radford et al. 2019): learned positions, pre-LayerNorm
+blocks, GELU MLP, tied embeddings, causal self-attention through scaled_dot_product_attention.
+Each flag is resolved once in __init__ (small dicts of component classes); forward has no flag branches.
+The ladder configs in config/ladder/ walk from a bigram model to a LLaMA-style transformer one flag at a time.
 """
 import inspect
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+CHOICES = {
+    'mixer': ('attn', 'mean', 'none', 'window', 'wavenet'),
+    'attn_impl': ('sdpa', 'manual'),
+    'ffn': ('none', 'relu', 'gelu', 'relu2', 'swiglu', 'tanh'),
+    'norm': ('none', 'layernorm', 'rmsnorm'),
+    'norm_pos': ('pre', 'post'),
+    'pos_emb': ('none', 'learned', 'sinusoidal', 'rope'),
+    'init': ('gpt2', 'default'),
+}
+
 
 @dataclass
 class GPTConfig:
-    block_size: int = 1024
+    block_size: int = 1024  # longest context
     vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
     dropout: float = 0.0
     bias: bool = True  # bias in Linear and LayerNorm layers, like GPT-2
+    n_kv_head: Optional[int] = None  # key/value heads: None = n_head (MHA), 1 = MQA, in between = GQA
+    mixer: str = 'attn'  # how a position sees earlier ones: attn | mean | none | window | wavenet
+    window: int = 3  # mixer='window': how many positions (the current one included) it concatenates
+    attn_impl: str = 'sdpa'  # sdpa (flash / fused kernels) | manual (explicit softmax, can keep the probabilities)
+    attn_proj: bool = True  # output projection after attention
+    ffn: str = 'gelu'  # none | relu | gelu | relu2 | swiglu | tanh
+    ffn_mult: float = 4.0  # hidden = ffn_mult * n_embd (swiglu: 2/3 of that, to keep the parameter count)
+    norm: str = 'layernorm'  # none | layernorm | rmsnorm
+    norm_pos: str = 'pre'  # pre (GPT-2, LLaMA) | post (the original transformer)
+    residual: bool = True  # residual connections around each sublayer
+    pos_emb: str = 'learned'  # none | learned | sinusoidal | rope
+    rope_theta: float = 10000.0
+    tie_weights: bool = True  # share the token embedding with the output layer
+    init: str = 'gpt2'  # gpt2: N(0, 0.02), residual projections / sqrt(2 n_layer) | default: PyTorch's own
+    qk_norm: bool = False  # RMS-normalise queries and keys before the dot product
 
     def __post_init__(self):
-        for name in ('block_size', 'vocab_size', 'n_head', 'n_embd'):
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"GPTConfig: {name}={getattr(self, name)!r} is not one of {', '.join(allowed)}")
+        for name in ('block_size', 'vocab_size', 'n_head', 'n_embd', 'window'):
             if getattr(self, name) < 1:
                 raise ValueError(f"GPTConfig: {name} must be >= 1, got {getattr(self, name)}")
         if self.n_layer < 0:
             raise ValueError(f"GPTConfig: n_layer must be >= 0, got {self.n_layer}")
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig: n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
+        if self.n_kv_head is None:
+            self.n_kv_head = self.n_head
+        if not 1 <= self.n_kv_head <= self.n_head or self.n_head % self.n_kv_head:
+            raise ValueError(f"GPTConfig: n_kv_head={self.n_kv_head} must divide n_head={self.n_head}")
+        if self.pos_emb == 'rope' and (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"GPTConfig: rope needs an even head size, got {self.n_embd // self.n_head}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
+        if self.ffn_mult <= 0:
+            raise ValueError(f"GPTConfig: ffn_mult must be > 0, got {self.ffn_mult}")
 
 
+# ----------------------------------------------------------------------------- normalisation
 class LayerNorm(nn.Module):
-    """LayerNorm with an optional bias (PyTorch's has no bias=False before 2.1)."""
+    """LayerNorm with an optional bias (Ba et al. 2016)."""
 
     def __init__(self, ndim, bias):
         super().__init__()
@@ -48,48 +87,251 @@ class LayerNorm(nn.Module):
         return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)
 
 
+class RMSNorm(nn.Module):
+    """Scale by the root mean square, no centring, no bias (Zhang & Sennrich 2019; LLaMA)."""
+
+    def __init__(self, ndim, bias=False):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ndim))
+
+    def forward(self, x):
+        return F.rms_norm(x, self.weight.shape, self.weight, 1e-5)
+
+
+NORMS = {'none': lambda ndim, bias: nn.Identity(), 'layernorm': LayerNorm, 'rmsnorm': RMSNorm}
+
+
+# ----------------------------------------------------------------------------- positions
+def sinusoidal_table(block_size, n_embd):
+    """Fixed sin/cos position vectors of 'Attention Is All You Need' (Vaswani et al. 2017)."""
+    pos = torch.arange(block_size, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, n_embd, 2, dtype=torch.float32) * (-math.log(10000.0) / n_embd))
+    table = torch.zeros(block_size, n_embd)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[: n_embd // 2])
+    return table
+
+
+class Sinusoidal(nn.Module):
+    def __init__(self, block_size, n_embd):
+        super().__init__()
+        self.register_buffer('table', sinusoidal_table(block_size, n_embd), persistent=False)
+
+    def forward(self, pos):
+        return self.table[pos]
+
+
+class NoPositions(nn.Module):
+    """Adds nothing: no positions at all, or RoPE, which rotates queries and keys inside attention."""
+
+    def forward(self, pos):
+        return 0
+
+
+def rope_cache(block_size, head_dim, theta):
+    """cos and sin of position * frequency for rotary embeddings (Su et al. 2021), each (block_size, head_dim/2)."""
+    freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+    angles = torch.outer(torch.arange(block_size, dtype=torch.float32), freq)
+    return torch.cos(angles), torch.sin(angles)
+
+
+def apply_rope(x, rope):
+    """Rotate each pair (x[2i], x[2i+1]) of x (B, nh, T, hs) by the angle of its position."""
+    cos, sin = rope  # (T, hs/2)
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # even and odd features, (B, nh, T, hs/2)
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+    return out.type_as(x)
+
+
+def no_rope(x, rope):
+    return x
+
+
+# ----------------------------------------------------------------------------- mixers: (B, T, C) -> (B, T, C)
+def repeat_kv(x, n_rep):
+    """(B, n_kv_head, T, hs) -> (B, n_kv_head * n_rep, T, hs): each key/value head serves n_rep query heads."""
+    return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
+
+
+def sdpa_attention(q, k, v, dropout_p):
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True), None
+
+
+def manual_attention(q, k, v, dropout_p):
+    """softmax(q k^T / sqrt(hs)) v with a causal mask, spelled out; also returns the probabilities."""
+    T = q.size(-2)
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, T)
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    probs = F.softmax(att.masked_fill(~mask, float('-inf')), dim=-1)
+    return F.dropout(probs, dropout_p) @ v, probs
+
+
 class CausalSelfAttention(nn.Module):
+    """One class for MHA (n_kv_head = n_head), GQA and MQA (n_kv_head = 1), as in llama2.c."""
+
     def __init__(self, config):
         super().__init__()
-        self.n_head = config.n_head
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v in one matmul
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.n_head, self.n_kv_head = config.n_head, config.n_kv_head
+        self.head_dim = config.n_embd // config.n_head
+        kv_dim = self.n_kv_head * self.head_dim
+        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_dim, bias=config.bias)  # q, k, v in one matmul
+        self.split = (config.n_embd, kv_dim, kv_dim)
+        # query/key normalisation (Dehghani et al. 2023, "ViT-22B"): keeps attention logits bounded
+        self.q_norm = RMSNorm(self.head_dim) if config.qk_norm else nn.Identity()
+        self.k_norm = RMSNorm(self.head_dim) if config.qk_norm else nn.Identity()
+        self.rotate = apply_rope if config.pos_emb == 'rope' else no_rope
+        self.attend = {'sdpa': sdpa_attention, 'manual': manual_attention}[config.attn_impl]
+        # output projection: seed 002's "projection back into the residual pathway"
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias) if config.attn_proj else nn.Identity()
         self.c_proj.is_residual_proj = True
-        self.resid_dropout = nn.Dropout(config.dropout)
         self.dropout = config.dropout
+        self.keep_probs, self.probs = False, None  # manual attention can keep its last probabilities (B, nh, T, T)
 
-    def forward(self, x):
+    def forward(self, x, rope):
         B, T, C = x.size()
-        q, k, v = self.c_attn(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble heads side by side
-        return self.resid_dropout(self.c_proj(y))
+        q, k, v = self.c_attn(x).split(self.split, dim=2)
+        q = self.q_norm(q.view(B, T, self.n_head, self.head_dim)).transpose(1, 2)  # (B, nh, T, hs)
+        k = self.k_norm(k.view(B, T, self.n_kv_head, self.head_dim)).transpose(1, 2)  # (B, n_kv, T, hs)
+        v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        q, k = self.rotate(q, rope), self.rotate(k, rope)
+        n_rep = self.n_head // self.n_kv_head
+        y, probs = self.attend(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), self.dropout if self.training else 0.0)
+        if self.keep_probs:  # for plots of the attention maps (attn_impl='manual' only)
+            self.probs = probs.detach()
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
+        return self.c_proj(y)
 
 
-class MLP(nn.Module):
+class CausalMean(nn.Module):
+    """Each position becomes the average of itself and all earlier positions: a bag of words (seed 002, stage 02_02_1)."""
+
     def __init__(self, config):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.c_proj.is_residual_proj = True
-        self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+    def forward(self, x, rope):
+        counts = torch.arange(1, x.size(1) + 1, device=x.device, dtype=x.dtype)[:, None]  # (T, 1)
+        return x.cumsum(dim=1) / counts
+
+
+def shift(x, d):
+    """x moved d positions later in time, zeros first: shift(x, d)[:, t] = x[:, t - d]."""
+    return F.pad(x, (0, 0, d, 0))[:, : x.size(1)]
+
+
+class WindowMLP(nn.Module):
+    """Concatenate the last `window` positions and project: the fixed-context MLP language model
+    (Bengio et al. 2003; seed 000's MLP on names)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.window = config.window
+        self.proj = nn.Linear(config.window * config.n_embd, config.n_embd, bias=config.bias)
+
+    def forward(self, x, rope):
+        return self.proj(torch.cat([shift(x, d) for d in reversed(range(self.window))], dim=-1))  # (B, T, k*C) -> C
+
+
+class WaveNetPair(nn.Module):
+    """Layer i fuses each position with the one 2**i earlier: a causal dilated convolution of width 2
+    (van den Oord et al. 2016; seed 000's WaveNet on names). n_layer layers see 2**n_layer positions."""
+
+    def __init__(self, config, layer):
+        super().__init__()
+        self.dilation = 2 ** layer
+        self.proj = nn.Linear(2 * config.n_embd, config.n_embd, bias=config.bias)
+
+    def forward(self, x, rope):
+        return self.proj(torch.cat([shift(x, self.dilation), x], dim=-1))  # (B, T, 2C) -> (B, T, C)
+
+
+MIXERS = {
+    'attn': lambda config, layer: CausalSelfAttention(config),
+    'mean': lambda config, layer: CausalMean(config),
+    'none': None,  # no mixing at all: with n_layer=0 the model is a bigram table
+    'window': lambda config, layer: WindowMLP(config),
+    'wavenet': WaveNetPair,
+}
+
+
+# ----------------------------------------------------------------------------- feed-forward: (B, T, C) -> (B, T, C)
+class MLP(nn.Module):
+    """Two linear layers around a pointwise nonlinearity (Vaswani et al. 2017; GPT-2 uses GELU)."""
+
+    def __init__(self, config, act):
+        super().__init__()
+        hidden = int(config.ffn_mult * config.n_embd)
+        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.act = act
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.c_proj.is_residual_proj = True
+
+    def forward(self, x, rope):
+        return self.c_proj(self.act(self.c_fc(x)))
+
+
+class SwiGLU(nn.Module):
+    """silu(x W1) * (x W3), then W2 (Shazeer 2020; LLaMA). Three matrices, so the hidden size is 2/3 of
+    ffn_mult * n_embd: 3 * (2/3 h) * C = 2 h C parameters, the same as a plain MLP of hidden size h."""
+
+    def __init__(self, config):
+        super().__init__()
+        hidden = round(2 / 3 * config.ffn_mult * config.n_embd)
+        self.w1 = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.w3 = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.c_proj.is_residual_proj = True
+
+    def forward(self, x, rope):
+        return self.c_proj(F.silu(self.w1(x)) * self.w3(x))
+
+
+FFNS = {
+    'none': None,
+    'relu': lambda config: MLP(config, nn.ReLU()),
+    'gelu': lambda config: MLP(config, nn.GELU()),
+    'relu2': lambda config: MLP(config, lambda x: F.relu(x).square()),  # squared ReLU (So et al. 2021, "Primer")
+    'tanh': lambda config: MLP(config, nn.Tanh()),  # seed 000's MLP and WaveNet on names
+    'swiglu': SwiGLU,
+}
+
+
+# ----------------------------------------------------------------------------- blocks
+def pre_norm_residual(x, f, norm, rope, drop):
+    return x + drop(f(norm(x), rope))  # GPT-2, LLaMA
+
+
+def post_norm_residual(x, f, norm, rope, drop):
+    return norm(x + drop(f(x, rope)))  # the original transformer
+
+
+def pre_norm_plain(x, f, norm, rope, drop):
+    return drop(f(norm(x), rope))
+
+
+def post_norm_plain(x, f, norm, rope, drop):
+    return norm(drop(f(x, rope)))
+
+
+SUBLAYER = {('pre', True): pre_norm_residual, ('post', True): post_norm_residual,
+            ('pre', False): pre_norm_plain, ('post', False): post_norm_plain}
 
 
 class Block(nn.Module):
-    def __init__(self, config):
-        super().__init__()
-        self.ln_1 = LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
-        self.ln_2 = LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+    """A mixer sublayer, then a feed-forward sublayer, each wrapped by the configured norm and residual rule.
+    A sublayer that is 'none' is left out."""
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
-        x = x + self.mlp(self.ln_2(x))
+    def __init__(self, config, layer):
+        super().__init__()
+        mixer = MIXERS[config.mixer]
+        ffn = FFNS[config.ffn]
+        self.fns = nn.ModuleList(([mixer(config, layer)] if mixer else []) + ([ffn(config)] if ffn else []))
+        self.norms = nn.ModuleList([NORMS[config.norm](config.n_embd, config.bias) for _ in self.fns])
+        self.sublayer = SUBLAYER[(config.norm_pos, config.residual)]
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, rope):
+        for f, norm in zip(self.fns, self.norms):
+            x = self.sublayer(x, f, norm, rope, self.drop)
         return x
 
 
@@ -97,19 +339,30 @@ class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        C = config.n_embd
+        self.wte = nn.Embedding(config.vocab_size, C)
+        self.wpe = {'learned': lambda: nn.Embedding(config.block_size, C),
+                    'sinusoidal': lambda: Sinusoidal(config.block_size, C)}.get(config.pos_emb, NoPositions)()
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
-        self.ln_f = LayerNorm(config.n_embd, bias=config.bias)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.wte.weight = self.lm_head.weight  # weight tying (Press & Wolf 2017)
-        self.apply(self._init_weights)
+        self.blocks = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
+        self.ln_f = NORMS[config.norm](C, config.bias)
+        self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.wte.weight = self.lm_head.weight  # weight tying (Press & Wolf 2017)
+        if config.pos_emb == 'rope':
+            cos, sin = rope_cache(config.block_size, C // config.n_head, config.rope_theta)
+            self.register_buffer('rope_cos', cos, persistent=False)
+            self.register_buffer('rope_sin', sin, persistent=False)
+        else:
+            self.rope_cos = self.rope_sin = None
+        if config.init == 'gpt2':
+            self.apply(self._init_weights)
 
     def _init_weights(self, module):
-        # GPT-2 init: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer)
+        # GPT-2 init: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer) (seed stage 09)
         if isinstance(module, nn.Linear):
-            std = 0.02 / math.sqrt(2 * self.config.n_layer) if getattr(module, 'is_residual_proj', False) else 0.02
+            residual = getattr(module, 'is_residual_proj', False) and self.config.n_layer > 0
+            std = 0.02 / math.sqrt(2 * self.config.n_layer) if residual else 0.02
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -117,9 +370,9 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def get_num_params(self, non_embedding=True):
-        """Parameter count; tied weights count once. non_embedding leaves out the position table."""
+        """Parameter count; tied weights count once. non_embedding leaves out a learned position table."""
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
+        if non_embedding and isinstance(self.wpe, nn.Embedding):
             n -= self.wpe.weight.numel()
         return n
 
@@ -129,8 +382,9 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
         pos = torch.arange(T, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
+        rope = None if self.rope_cos is None else (self.rope_cos[pos], self.rope_sin[pos])
         for block in self.blocks:
-            x = block(x)
+            x = block(x, rope)
         logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
         loss = None
         if targets is not None:
@@ -150,7 +404,8 @@ class GPT(nn.Module):
     def flops_per_token(self):
         """Training FLOPs per token: 6N for the matmuls plus the attention scores (PaLM, appendix B)."""
         cfg = self.config
-        return 6 * self.get_num_params() + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size
+        attn = 12 * cfg.n_layer * cfg.n_embd * cfg.block_size if cfg.mixer == 'attn' else 0
+        return 6 * self.get_num_params() + attn
 
     def estimate_mfu(self, tokens_per_iter, dt, device_name):
         """Model FLOPs utilisation as a fraction of the device's bf16 dense peak; None if the peak is unknown."""

@@ -13,6 +13,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import fields
 
 import numpy as np
 import torch
@@ -46,6 +47,9 @@ n_head = 4
 n_embd = 128
 dropout = 0.0
 bias = False
+# every other GPTConfig field is a config key too, with GPTConfig's default (GPT-2's): n_kv_head, mixer, attn_impl,
+# ffn, ffn_mult, norm, norm_pos, residual, pos_emb, tie_weights, init, qk_norm, ... (model.py says what each does)
+globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
 # AdamW
 learning_rate = 4e-3
 max_iters = 1800
@@ -154,16 +158,15 @@ eval_ix = {s: torch.randint(len(load_split(s)) - block_size, (eval_iters, batch_
            for s in ('train', 'val')}
 
 # model
-model_args = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, bias=bias,
-                  vocab_size=meta['vocab_size'], dropout=dropout)
+model_args = {f.name: config[f.name] for f in fields(GPTConfig) if f.name in config}
+model_args['vocab_size'] = meta['vocab_size']
 iter_num, best_val_loss, checkpoint = 0, float('inf'), None
 last_path, best_path = os.path.join(out_dir, 'last.pt'), os.path.join(out_dir, 'best.pt')
 if init_from == 'resume':
     if not os.path.exists(last_path):
         sys.exit(f"error: init_from='resume' but there is no checkpoint at {last_path}")
     checkpoint = torch.load(last_path, map_location='cpu', weights_only=True)
-    for k in ('n_layer', 'n_head', 'n_embd', 'block_size', 'bias', 'vocab_size'):  # the shape comes from the checkpoint
-        model_args[k] = checkpoint['model_args'][k]
+    model_args = dict(checkpoint['model_args'], dropout=dropout)  # the model is the checkpoint's; dropout may change
     iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
 try:
     gptconf = GPTConfig(**model_args)
@@ -240,6 +243,7 @@ def fmt_mfu(mfu):
 # -----------------------------------------------------------------------------
 # training loop
 if master_process:
+    print(f"model: {gptconf}")
     print(f"{raw_model.get_num_params() / 1e6:.2f}M params | {tokens_per_iter:,} tokens/iter | device {device_name} "
           f"| dtype {dtype} | compile {compile} | ddp world {world_size}")
 show_bar = master_process and sys.stderr.isatty()

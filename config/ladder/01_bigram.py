@@ -1,0 +1,25 @@
+# 01 bigram: the next character from the current one alone, through a lookup table (seed 002, stage 01).
+# n_layer=0: embedding -> output layer. Every later rung starts from the one before and changes one thing.
+out_dir = 'out-ladder/01_bigram'
+dataset = 'shakespeare_char'
+batch_size = 32
+block_size = 64
+max_iters = 2000
+eval_interval = 250
+eval_iters = 50
+learning_rate = 1e-3  # constant, as the seed trains, until the last rung
+decay_lr = False
+weight_decay = 0.0
+dropout = 0.0
+bias = False
+n_layer = 0
+n_head = 1
+n_embd = 128
+mixer = 'none'
+ffn = 'none'
+norm = 'none'
+residual = False
+attn_proj = False
+pos_emb = 'none'
+tie_weights = False
+init = 'default'  # PyTorch's own init until the last rung (GPT-2 init is seed stage 09)
