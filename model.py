@@ -9,7 +9,7 @@ The ladder configs in config/ladder/ walk from a bigram model to a LLaMA-style t
 import inspect
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -147,23 +147,49 @@ def no_rope(x, rope):
     return x
 
 
+class Positions(NamedTuple):
+    """What every block is told about where its tokens sit (the same for all blocks of one forward)."""
+    rope: Optional[tuple]  # (cos, sin) of each token's position, (T, hs/2) each; None unless pos_emb='rope'
+    input_pos: Optional[torch.Tensor] = None  # (T,) cache slots the tokens are written to; None without a KV cache
+    mask: Optional[torch.Tensor] = None  # (T, cache_len) bool, which cache slots each token may see
+
+
 # ----------------------------------------------------------------------------- mixers: (B, T, C) -> (B, T, C)
 def repeat_kv(x, n_rep):
     """(B, n_kv_head, T, hs) -> (B, n_kv_head * n_rep, T, hs): each key/value head serves n_rep query heads."""
     return x if n_rep == 1 else x.repeat_interleave(n_rep, dim=1)
 
 
-def sdpa_attention(q, k, v, dropout_p):
-    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True), None
+def sdpa_attention(q, k, v, dropout_p, mask):
+    # mask None: plain causal (lets PyTorch pick the flash kernel); else a (Tq, Tk) bool mask over the KV cache
+    if mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True), None
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p), None
 
 
-def manual_attention(q, k, v, dropout_p):
+def manual_attention(q, k, v, dropout_p, mask):
     """softmax(q k^T / sqrt(hs)) v with a causal mask, spelled out; also returns the probabilities."""
-    T = q.size(-2)
-    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, T)
-    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    if mask is None:
+        mask = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).tril()
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, Tq, Tk)
     probs = F.softmax(att.masked_fill(~mask, float('-inf')), dim=-1)
     return F.dropout(probs, dropout_p) @ v, probs
+
+
+class KVCache(nn.Module):
+    """Keys and values of every position generated so far, preallocated for max_len positions (as gpt-fast)."""
+
+    def __init__(self, batch_size, n_kv_head, max_len, head_dim, dtype, device):
+        super().__init__()
+        shape = (batch_size, n_kv_head, max_len, head_dim)
+        self.register_buffer('k', torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer('v', torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, input_pos, k, v):
+        """Write k, v (B, n_kv, T, hs) at slots input_pos; return the whole cache."""
+        self.k[:, :, input_pos] = k
+        self.v[:, :, input_pos] = v
+        return self.k, self.v
 
 
 class CausalSelfAttention(nn.Module):
@@ -186,16 +212,20 @@ class CausalSelfAttention(nn.Module):
         self.c_proj.is_residual_proj = True
         self.dropout = config.dropout
         self.keep_probs, self.probs = False, None  # manual attention can keep its last probabilities (B, nh, T, T)
+        self.cache = None  # a KVCache while generating with GPT.setup_cache
 
-    def forward(self, x, rope):
+    def forward(self, x, pos):
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.split, dim=2)
         q = self.q_norm(q.view(B, T, self.n_head, self.head_dim)).transpose(1, 2)  # (B, nh, T, hs)
         k = self.k_norm(k.view(B, T, self.n_kv_head, self.head_dim)).transpose(1, 2)  # (B, n_kv, T, hs)
         v = v.view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
-        q, k = self.rotate(q, rope), self.rotate(k, rope)
+        q, k = self.rotate(q, pos.rope), self.rotate(k, pos.rope)
+        if pos.input_pos is not None:  # decoding: add this step's keys and values to the cache, attend to all of it
+            k, v = self.cache.update(pos.input_pos, k, v)
         n_rep = self.n_head // self.n_kv_head
-        y, probs = self.attend(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), self.dropout if self.training else 0.0)
+        y, probs = self.attend(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), self.dropout if self.training else 0.0,
+                               pos.mask)
         if self.keep_probs:  # for plots of the attention maps (attn_impl='manual' only)
             self.probs = probs.detach()
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
@@ -208,7 +238,7 @@ class CausalMean(nn.Module):
     def __init__(self, config):
         super().__init__()
 
-    def forward(self, x, rope):
+    def forward(self, x, pos):
         counts = torch.arange(1, x.size(1) + 1, device=x.device, dtype=x.dtype)[:, None]  # (T, 1)
         return x.cumsum(dim=1) / counts
 
@@ -227,7 +257,7 @@ class WindowMLP(nn.Module):
         self.window = config.window
         self.proj = nn.Linear(config.window * config.n_embd, config.n_embd, bias=config.bias)
 
-    def forward(self, x, rope):
+    def forward(self, x, pos):
         return self.proj(torch.cat([shift(x, d) for d in reversed(range(self.window))], dim=-1))  # (B, T, k*C) -> C
 
 
@@ -240,7 +270,7 @@ class WaveNetPair(nn.Module):
         self.dilation = 2 ** layer
         self.proj = nn.Linear(2 * config.n_embd, config.n_embd, bias=config.bias)
 
-    def forward(self, x, rope):
+    def forward(self, x, pos):
         return self.proj(torch.cat([shift(x, self.dilation), x], dim=-1))  # (B, T, 2C) -> (B, T, C)
 
 
@@ -265,7 +295,7 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.c_proj.is_residual_proj = True
 
-    def forward(self, x, rope):
+    def forward(self, x, pos):
         return self.c_proj(self.act(self.c_fc(x)))
 
 
@@ -281,7 +311,7 @@ class SwiGLU(nn.Module):
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.c_proj.is_residual_proj = True
 
-    def forward(self, x, rope):
+    def forward(self, x, pos):
         return self.c_proj(F.silu(self.w1(x)) * self.w3(x))
 
 
@@ -296,20 +326,20 @@ FFNS = {
 
 
 # ----------------------------------------------------------------------------- blocks
-def pre_norm_residual(x, f, norm, rope, drop):
-    return x + drop(f(norm(x), rope))  # GPT-2, LLaMA
+def pre_norm_residual(x, f, norm, pos, drop):
+    return x + drop(f(norm(x), pos))  # GPT-2, LLaMA
 
 
-def post_norm_residual(x, f, norm, rope, drop):
-    return norm(x + drop(f(x, rope)))  # the original transformer
+def post_norm_residual(x, f, norm, pos, drop):
+    return norm(x + drop(f(x, pos)))  # the original transformer
 
 
-def pre_norm_plain(x, f, norm, rope, drop):
-    return drop(f(norm(x), rope))
+def pre_norm_plain(x, f, norm, pos, drop):
+    return drop(f(norm(x), pos))
 
 
-def post_norm_plain(x, f, norm, rope, drop):
-    return norm(drop(f(x, rope)))
+def post_norm_plain(x, f, norm, pos, drop):
+    return norm(drop(f(x, pos)))
 
 
 SUBLAYER = {('pre', True): pre_norm_residual, ('post', True): post_norm_residual,
@@ -329,9 +359,9 @@ class Block(nn.Module):
         self.sublayer = SUBLAYER[(config.norm_pos, config.residual)]
         self.drop = nn.Dropout(config.dropout)
 
-    def forward(self, x, rope):
+    def forward(self, x, pos):
         for f, norm in zip(self.fns, self.norms):
-            x = self.sublayer(x, f, norm, rope, self.drop)
+            x = self.sublayer(x, f, norm, pos, self.drop)
         return x
 
 
@@ -355,6 +385,7 @@ class GPT(nn.Module):
             self.register_buffer('rope_sin', sin, persistent=False)
         else:
             self.rope_cos = self.rope_sin = None
+        self.register_buffer('causal_mask', None, persistent=False)  # (block_size, block_size) while a KV cache is set up
         if config.init == 'gpt2':
             self.apply(self._init_weights)
 
@@ -377,19 +408,81 @@ class GPT(nn.Module):
         return n
 
     def forward(self, idx, targets=None):
+        """idx (B, T) token ids -> logits (B, T, vocab_size) for every position, and the loss if targets are given."""
         B, T = idx.size()
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
-        pos = torch.arange(T, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
-        rope = None if self.rope_cos is None else (self.rope_cos[pos], self.rope_sin[pos])
-        for block in self.blocks:
-            x = block(x, rope)
-        logits = self.lm_head(self.ln_f(x))  # (B, T, vocab_size)
+        logits = self.lm_head(self.trunk(idx, Positions(self.rope_at(torch.arange(T, device=idx.device)))))
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
         return logits, loss
+
+    def trunk(self, idx, pos):
+        """Embeddings, blocks and the final norm: (B, T) ids -> (B, T, C)."""
+        positions = torch.arange(idx.size(1), device=idx.device) if pos.input_pos is None else pos.input_pos
+        x = self.drop(self.wte(idx) + self.wpe(positions))  # (B, T, C)
+        for block in self.blocks:
+            x = block(x, pos)
+        return self.ln_f(x)
+
+    def rope_at(self, positions):
+        return None if self.rope_cos is None else (self.rope_cos[positions], self.rope_sin[positions])
+
+    # -------------------------------------------------------------------------- generation with a KV cache
+    def setup_cache(self, batch_size, dtype=None):
+        """Preallocate a key/value cache of block_size positions in every attention layer (gpt-fast's static cache)."""
+        cfg, device = self.config, self.lm_head.weight.device
+        for block in self.blocks:
+            block.fns[0].cache = KVCache(batch_size, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head,
+                                         dtype or self.lm_head.weight.dtype, device)
+        self.causal_mask = torch.ones(cfg.block_size, cfg.block_size, dtype=torch.bool, device=device).tril()
+
+    def clear_cache(self):
+        for block in self.blocks:
+            block.fns[0].cache = None
+        self.causal_mask = None
+
+    def step(self, idx, input_pos):
+        """Cached forward of idx (B, T) written at cache slots input_pos (T,): logits of the last position (B, V).
+        Prefill passes the whole prompt, decode one token at a time."""
+        pos = Positions(self.rope_at(input_pos), input_pos, self.causal_mask[input_pos])
+        return self.lm_head(self.trunk(idx, pos)[:, -1])
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, kv_cache=False,
+                 on_token=None, generator=None, decode=None):
+        """Sample max_new_tokens after idx (B, T).
+        kv_cache=False is the plain reference: the whole context through the model for every new token.
+        kv_cache=True prefills the context once, then decodes one token at a time from the cache.
+        Both see the same context: up to block_size tokens; once that is full, the newest half is kept (and
+        prefilled again). decode may be a compiled self.step; on_token(next (B, 1), probs (B, V)) sees each token."""
+        block_size = self.config.block_size
+        start = max(0, idx.size(1) - block_size)  # where the context begins
+        cached = 0  # how many tokens of the context are in the KV cache
+        kv_cache = kv_cache and self.config.mixer == 'attn'  # other mixers have no keys and values: plain path
+        if kv_cache:
+            autocast = torch.is_autocast_enabled(idx.device.type)
+            self.setup_cache(idx.size(0), torch.get_autocast_dtype(idx.device.type) if autocast else None)
+        decode = decode or self.step
+        for _ in range(max_new_tokens):
+            if idx.size(1) - start > block_size:  # the context is full: keep the newest half
+                start, cached = idx.size(1) - block_size // 2, 0
+            if not kv_cache:
+                logits = self(idx[:, start:])[0][:, -1]
+            elif cached == 0:  # prefill: the whole context at once
+                cached = idx.size(1) - start
+                logits = self.step(idx[:, start:], torch.arange(cached, device=idx.device))
+            else:  # decode: only the newest token, at the next cache slot
+                logits = decode(idx[:, -1:], torch.tensor([cached], device=idx.device))
+                cached += 1
+            idx_next, probs = sample_logits(logits, temperature, top_k, top_p, generator)
+            if on_token is not None:
+                on_token(idx_next, probs)
+            idx = torch.cat((idx, idx_next), dim=1)
+        if kv_cache:
+            self.clear_cache()
+        return idx
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
         # decay 2-D weights (matmuls, embeddings); never biases and norm gains
@@ -414,23 +507,25 @@ class GPT(nn.Module):
             return None
         return self.flops_per_token() * tokens_per_iter / dt / peak
 
-    @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None):
-        """Plain sampling: run the whole (cropped) context through the model for every new token."""
-        for _ in range(max_new_tokens):
-            idx_cond = idx[:, -self.config.block_size:]
-            logits, _ = self(idx_cond)
-            logits = logits[:, -1, :]
-            if temperature == 0:
-                idx_next = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-                    logits[logits < v[:, [-1]]] = -float('inf')
-                idx_next = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
-            idx = torch.cat((idx, idx_next), dim=1)
-        return idx
+
+def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Next tokens (B, 1) from last-position logits (B, V), and the distribution they were drawn from.
+    temperature 0 is greedy; top_k keeps the k likeliest tokens; top_p keeps the smallest set of likeliest
+    tokens whose probabilities add up to at least p (nucleus sampling, Holtzman et al. 2019)."""
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True), F.softmax(logits, dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+        logits = logits.masked_fill(logits < v[:, [-1]], float('-inf'))
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        sorted_probs = F.softmax(sorted_logits, dim=-1)
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p  # the mass before this token already reaches p
+        logits = logits.masked_fill(outside.scatter(-1, order, outside), float('-inf'))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator), probs
 
 
 def clean_state_dict(state_dict):
