@@ -47,6 +47,7 @@ n_head = 4
 n_embd = 128
 dropout = 0.0
 bias = False
+vocab_size = None  # None: the dataset's vocabulary; larger pads it (50304: GPT-2's 50257 to a multiple of 64, faster)
 # every other GPTConfig field is a config key too, with GPTConfig's default (GPT-2's): n_kv_head, mixer, attn_impl,
 # ffn, ffn_mult, norm, norm_pos, residual, pos_emb, tie_weights, init, qk_norm, ... (model.py says what each does)
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
@@ -159,7 +160,9 @@ eval_ix = {s: torch.randint(len(load_split(s)) - block_size, (eval_iters, batch_
 
 # model
 model_args = {f.name: config[f.name] for f in fields(GPTConfig) if f.name in config}
-model_args['vocab_size'] = meta['vocab_size']
+model_args['vocab_size'] = meta['vocab_size'] if vocab_size is None else vocab_size
+if model_args['vocab_size'] < meta['vocab_size']:
+    sys.exit(f"error: vocab_size={vocab_size} is smaller than the {meta['vocab_size']} tokens of dataset '{dataset}'")
 iter_num, best_val_loss, checkpoint = 0, float('inf'), None
 last_path, best_path = os.path.join(out_dir, 'last.pt'), os.path.join(out_dir, 'best.pt')
 if init_from == 'resume':
