@@ -3,6 +3,7 @@ Sample from a trained mini-GPT.
 
     python sample.py --start "ROMEO:" --num_samples=3 --max_new_tokens=300
     python sample.py --start FILE:prompt.txt --temperature=0.8 --top_k=50 --out_dir=out
+    python sample.py --start "One day" --stop_at_eot   # a TinyStories model: one story each
 """
 import os
 import sys
@@ -22,6 +23,7 @@ num_samples = 3
 max_new_tokens = 500
 temperature = 0.8  # 1.0 = the model's distribution, lower = more conservative, 0 = greedy
 top_k = 200  # keep only the k most likely tokens; 0 = no limit
+stop_at_eot = False  # end each sample at its first <|endoftext|> (gpt2 and cl100k_base tokenizers)
 seed = 1337
 device = None  # None: cuda, then mps, then cpu
 dtype = None  # None: bfloat16 on CUDA where supported, else float32
@@ -45,7 +47,21 @@ checkpoint = torch.load(path, map_location='cpu', weights_only=True)
 model = GPT(GPTConfig(**checkpoint['model_args']))
 model.load_state_dict(clean_state_dict(checkpoint['model']))
 model.eval().to(device)
-tok = Tokenizer(checkpoint['tokenizer'])
+try:
+    tok = Tokenizer(checkpoint['tokenizer'])  # the dataset's tokenizer, which train.py records in the checkpoint
+except (ValueError, RuntimeError) as e:
+    sys.exit(f"error: {e}")
+if stop_at_eot and tok.eot is None:
+    sys.exit(f"error: stop_at_eot needs a tokenizer with <|endoftext|> (gpt2, cl100k_base); this checkpoint's is "
+             f"{tok.kind}")
+
+
+def mask_padding(module, inputs, logits):  # a padded vocabulary (train.py's vocab_size): never sample the padding
+    logits[..., tok.vocab_size:] = float('-inf')
+
+
+if tok.vocab_size < model.config.vocab_size:
+    model.lm_head.register_forward_hook(mask_padding)
 
 if start.startswith('FILE:'):
     with open(start[5:], encoding='utf-8') as f:
@@ -62,5 +78,8 @@ with torch.no_grad(), ctx:
     for k in range(num_samples):
         y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k or None)
         print(f"---------- sample {k + 1}/{num_samples} ----------")
-        print(tok.decode(y[0].tolist()))
+        ids = y[0].tolist()
+        if stop_at_eot and tok.eot in ids[len(start_ids):]:
+            ids = ids[:ids.index(tok.eot, len(start_ids))]
+        print(tok.decode(ids))
 print("----------")
