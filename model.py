@@ -352,15 +352,17 @@ class Block(nn.Module):
 
     def __init__(self, config, layer):
         super().__init__()
-        mixer = MIXERS[config.mixer]
-        ffn = FFNS[config.ffn]
-        self.fns = nn.ModuleList(([mixer(config, layer)] if mixer else []) + ([ffn(config)] if ffn else []))
-        self.norms = nn.ModuleList([NORMS[config.norm](config.n_embd, config.bias) for _ in self.fns])
+        mixer, ffn, norm = MIXERS[config.mixer], FFNS[config.ffn], NORMS[config.norm]
+        self.norm_1 = norm(config.n_embd, config.bias) if mixer else None
+        self.mixer = mixer(config, layer) if mixer else None
+        self.norm_2 = norm(config.n_embd, config.bias) if ffn else None
+        self.ffn = ffn(config) if ffn else None
+        self.sublayers = [(f, n) for f, n in ((self.mixer, self.norm_1), (self.ffn, self.norm_2)) if f is not None]
         self.sublayer = SUBLAYER[(config.norm_pos, config.residual)]
         self.drop = nn.Dropout(config.dropout)
 
     def forward(self, x, pos):
-        for f, norm in zip(self.fns, self.norms):
+        for f, norm in self.sublayers:
             x = self.sublayer(x, f, norm, pos, self.drop)
         return x
 
@@ -433,14 +435,18 @@ class GPT(nn.Module):
     def setup_cache(self, batch_size, dtype=None):
         """Preallocate a key/value cache of block_size positions in every attention layer (gpt-fast's static cache)."""
         cfg, device = self.config, self.lm_head.weight.device
+        dtype = dtype or self.lm_head.weight.dtype
+        cache = self.blocks[0].mixer.cache if self.blocks else None
+        if cache is not None and cache.k.shape[0] == batch_size and cache.k.dtype == dtype:
+            return  # reuse it: a compiled decode step keeps pointing at the same buffers
         for block in self.blocks:
-            block.fns[0].cache = KVCache(batch_size, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head,
-                                         dtype or self.lm_head.weight.dtype, device)
+            block.mixer.cache = KVCache(batch_size, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head,
+                                         dtype, device)
         self.causal_mask = torch.ones(cfg.block_size, cfg.block_size, dtype=torch.bool, device=device).tril()
 
     def clear_cache(self):
         for block in self.blocks:
-            block.fns[0].cache = None
+            block.mixer.cache = None
         self.causal_mask = None
 
     def step(self, idx, input_pos):
@@ -480,8 +486,6 @@ class GPT(nn.Module):
             if on_token is not None:
                 on_token(idx_next, probs)
             idx = torch.cat((idx, idx_next), dim=1)
-        if kv_cache:
-            self.clear_cache()
         return idx
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):

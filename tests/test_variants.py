@@ -52,7 +52,7 @@ def test_sdpa_and_manual_attention_agree(n_kv_head, pos_emb):
 
 def test_manual_attention_keeps_causal_probabilities():
     model = build(attn_impl='manual').eval()
-    attn = model.blocks[0].fns[0]
+    attn = model.blocks[0].mixer
     attn.keep_probs = True
     model(torch.randint(V, (1, T)))
     probs = attn.probs  # (B, nh, T, T)
@@ -91,7 +91,7 @@ def test_tie_weights_and_init_flags():
     assert untied.get_num_params() == build().get_num_params() + V * 32
     gpt2, default = build(init='gpt2'), build(init='default')
     assert abs(gpt2.wte.weight.std().item() - 0.02) < 0.005
-    assert abs(default.blocks[0].fns[1].c_fc.weight.std().item() - 0.02) > 0.05  # PyTorch's kaiming-uniform
+    assert abs(default.blocks[0].ffn.c_fc.weight.std().item() - 0.02) > 0.05  # PyTorch's kaiming-uniform
 
 
 def test_rope_scores_depend_only_on_relative_offsets():
