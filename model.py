@@ -462,7 +462,8 @@ class GPT(nn.Module):
         kv_cache=False is the plain reference: the whole context through the model for every new token.
         kv_cache=True prefills the context once, then decodes one token at a time from the cache.
         Both see the same context: up to block_size tokens; once that is full, the newest half is kept (and
-        prefilled again). decode may be a compiled self.step; on_token(next (B, 1), probs (B, V)) sees each token."""
+        prefilled again). decode may be a compiled self.step. on_token(next (B, 1), probs (B, V)) sees each new token
+        and may return True to stop early."""
         block_size = self.config.block_size
         start = max(0, idx.size(1) - block_size)  # where the context begins
         cached = 0  # how many tokens of the context are in the KV cache
@@ -483,9 +484,9 @@ class GPT(nn.Module):
                 logits = decode(idx[:, -1:], torch.tensor([cached], device=idx.device))
                 cached += 1
             idx_next, probs = sample_logits(logits, temperature, top_k, top_p, generator)
-            if on_token is not None:
-                on_token(idx_next, probs)
             idx = torch.cat((idx, idx_next), dim=1)
+            if on_token is not None and on_token(idx_next, probs):
+                break  # the caller has what it wants (every sample reached <|endoftext|>, say)
         return idx
 
     def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):

@@ -2,8 +2,13 @@
 Sample from a trained mini-GPT.
 
     python sample.py --start "ROMEO:" --num_samples=3 --max_new_tokens=300
-    python sample.py --start FILE:prompt.txt --temperature=0.8 --top_k=50 --out_dir=out
-    python sample.py --start "One day" --stop_at_eot   # a TinyStories model: one story each
+    python sample.py --start FILE:prompt.txt --temperature=0.8 --top_p=0.9 --out_dir=out
+    python sample.py --start "One day" --stop_at_eot      # a TinyStories model: one story each
+    python sample.py --start "ROMEO:" --show_probs --max_new_tokens=20   # the top-5 candidates at every step
+    python sample.py --start "ROMEO:" --attention=attn.png               # attention maps of the prompt
+
+Samples are generated together in one batch with a key/value cache (--kv_cache=False runs the plain
+reference path). A single sample streams to the terminal as it is produced.
 """
 import os
 import sys
@@ -17,18 +22,29 @@ from model import GPT, GPTConfig, clean_state_dict
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'  # where train.py wrote its checkpoints
-ckpt = 'best'  # 'best' (lowest val loss) or 'last'
+ckpt = 'best'  # 'best' (lowest val loss), 'last', or a path to a .pt file
 start = '\n'  # the prompt, or FILE:path to read it from a file
 num_samples = 3
 max_new_tokens = 500
 temperature = 0.8  # 1.0 = the model's distribution, lower = more conservative, 0 = greedy
 top_k = 200  # keep only the k most likely tokens; 0 = no limit
+top_p = 1.0  # keep the smallest set of likeliest tokens whose probabilities reach top_p (nucleus); 1.0 = all
 stop_at_eot = False  # end each sample at its first <|endoftext|> (gpt2 and cl100k_base tokenizers)
+kv_cache = True  # prefill the prompt once, then decode one token at a time; False = the plain reference path
+show_probs = False  # print the top-5 candidates and their probabilities for every generated token (first sample)
+attention = ''  # save the prompt's attention maps per layer and head to this .png (ASCII when matplotlib is missing)
 seed = 1337
 device = None  # None: cuda, then mps, then cpu
 dtype = None  # None: bfloat16 on CUDA where supported, else float32
+compile = False  # torch.compile the one-token decode step (CUDA)
 # -----------------------------------------------------------------------------
 configure(globals())
+if temperature < 0:
+    sys.exit(f"error: temperature must be >= 0 (0 = greedy), got {temperature}")
+if not 0 < top_p <= 1:
+    sys.exit(f"error: top_p must be in (0, 1] (1 = no nucleus cut), got {top_p}")
+if num_samples < 1 or max_new_tokens < 0:
+    sys.exit("error: num_samples must be >= 1 and max_new_tokens >= 0")
 if device is None:
     device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
 device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
@@ -36,15 +52,16 @@ if dtype is None:
     dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
 ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
 ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
-if temperature < 0:
-    sys.exit(f"error: temperature must be >= 0 (0 = greedy), got {temperature}")
 torch.manual_seed(seed)
 
 path = os.path.join(out_dir, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
 if not os.path.exists(path):
     sys.exit(f"error: no checkpoint at {path}; train one first: python train.py --out_dir={out_dir}")
 checkpoint = torch.load(path, map_location='cpu', weights_only=True)
-model = GPT(GPTConfig(**checkpoint['model_args']))
+model_args = checkpoint['model_args']
+if attention:  # the manual attention path can hand back its probabilities
+    model_args = dict(model_args, attn_impl='manual')
+model = GPT(GPTConfig(**model_args))
 model.load_state_dict(clean_state_dict(checkpoint['model']))
 model.eval().to(device)
 try:
@@ -72,14 +89,98 @@ try:
     start_ids = tok.encode(start)
 except ValueError as e:
     sys.exit(f"error: cannot encode the prompt: {e}")
+if len(start_ids) > model.config.block_size:
+    print(f"note: the prompt has {len(start_ids)} tokens; the model sees only the last {model.config.block_size}",
+          file=sys.stderr)
 x = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
 
+
+def show(ids):
+    return repr(tok.decode([ids]))
+
+
+def attention_maps(path):
+    """Run the prompt once through the manual attention path; plot each layer's heads (ASCII without matplotlib)."""
+    attns = [b.mixer for b in model.blocks if hasattr(b.mixer, 'keep_probs')]
+    if not attns:
+        sys.exit(f"error: mixer='{model.config.mixer}' has no attention to show")
+    for a in attns:
+        a.keep_probs = True
+    with torch.no_grad(), ctx:
+        model(x[:, -model.config.block_size:])
+    maps = [a.probs[0].float().cpu() for a in attns]  # per layer (nh, T, T)
+    labels = [tok.decode([i]) for i in start_ids[-model.config.block_size:]]
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        shades = ' .:-=+*#%@'
+        print(f"matplotlib is not installed: ASCII maps instead (rows attend to columns; '{shades[-1]}' = 1)")
+        for layer, m in enumerate(maps):
+            for head in range(m.size(0)):
+                print(f"layer {layer} head {head}")
+                for row, label in zip(m[head], labels):
+                    print(f"  {label!r:>6} " + ''.join(shades[min(9, int(p * 10))] for p in row.tolist()))
+        return
+    n_layer, n_head = len(maps), maps[0].size(0)
+    fig, axes = plt.subplots(n_layer, n_head, figsize=(2.5 * n_head, 2.5 * n_layer), squeeze=False)
+    for layer, m in enumerate(maps):
+        for head in range(n_head):
+            ax = axes[layer][head]
+            ax.imshow(m[head], cmap='viridis', vmin=0, vmax=1)
+            ax.set_title(f"layer {layer} head {head}", fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"attention maps of {len(labels)} prompt tokens, {n_layer} layers x {n_head} heads -> {path}")
+
+
+if attention:
+    attention_maps(attention)
+    sys.exit(0)
+
+decode = None
+if compile and kv_cache:
+    decode = torch.compile(model.step, mode='reduce-overhead', fullgraph=True)
+stream = num_samples == 1 and not show_probs
+done = torch.zeros(num_samples, dtype=torch.bool, device=device)  # which samples reached <|endoftext|>
+streamed_ids, streamed_text = [], ''
+
+
+def on_token(next_ids, probs):
+    """Called with every new token (B, 1): show the candidates, stream, and stop once every sample has ended."""
+    global streamed_text
+    if show_probs:
+        p, ids = probs[0].float().topk(5)
+        cands = ' | '.join(f"{show(i)} {q:.3f}" for q, i in zip(p.tolist(), ids.tolist()))
+        print(f"{show(next_ids[0, 0].item()):>10} <- {cands}")
+    if stop_at_eot:
+        done.logical_or_(next_ids[:, 0] == tok.eot)
+    if stream and not done[0]:
+        streamed_ids.append(next_ids[0, 0].item())
+        text = tok.decode(streamed_ids)
+        if not text.endswith('\ufffd'):  # wait for the rest of a multi-byte character
+            print(text[len(streamed_text):], end='', flush=True)
+            streamed_text = text
+    return stop_at_eot and bool(done.all())
+
+
+generator = torch.Generator(device=device).manual_seed(seed)
+if stream:
+    print(f"---------- sample 1/1 ----------\n{start}", end='', flush=True)
 with torch.no_grad(), ctx:
+    y = model.generate(x.expand(num_samples, -1), max_new_tokens, temperature=temperature, top_k=top_k or None,
+                       top_p=top_p if top_p < 1 else None, kv_cache=kv_cache, on_token=on_token,
+                       generator=generator, decode=decode)
+if stream:
+    print()
+else:
     for k in range(num_samples):
-        y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k or None)
-        print(f"---------- sample {k + 1}/{num_samples} ----------")
-        ids = y[0].tolist()
+        ids = y[k].tolist()
         if stop_at_eot and tok.eot in ids[len(start_ids):]:
             ids = ids[:ids.index(tok.eot, len(start_ids))]
+        print(f"---------- sample {k + 1}/{num_samples} ----------")
         print(tok.decode(ids))
 print("----------")
