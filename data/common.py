@@ -227,9 +227,11 @@ def tiktoken_encoding(kind):
     Without those packages tiktoken downloads the files as usual, which needs the internet.
     """
     import tiktoken
-    # tiktoken's own default cache, made explicit so that we know where it looks
-    cache_dir = os.environ.setdefault('TIKTOKEN_CACHE_DIR', os.path.join(tempfile.gettempdir(), 'data-gym-cache'))
-    missing = []
+    # tiktoken's cache folder, found by tiktoken's rule; it is how tiktoken loads offline, so it cannot be off ('')
+    cache_dir = (os.environ.get('TIKTOKEN_CACHE_DIR') or os.environ.get('DATA_GYM_CACHE_DIR')
+                 or os.path.join(tempfile.gettempdir(), 'data-gym-cache'))
+    os.environ['TIKTOKEN_CACHE_DIR'] = cache_dir
+    missing = None  # what to install, should tiktoken's download fail too
     for url, requirement, path, digest in BPE_FILES[kind]:
         cached = os.path.join(cache_dir, hashlib.sha1(url.encode()).hexdigest())
         if os.path.exists(cached) and file_sha256(cached) == digest:
@@ -237,7 +239,7 @@ def tiktoken_encoding(kind):
         try:
             local = package_file(requirement, path)
         except FileNotFoundError as e:
-            missing.append(str(e))
+            missing = e
             continue
         with open(local, 'rb') as f:
             data = gzip.decompress(f.read()) if local.endswith('.gz') else f.read()
@@ -248,10 +250,10 @@ def tiktoken_encoding(kind):
     try:
         return tiktoken.get_encoding(kind)
     except Exception as e:
-        if not missing:
+        if missing is None:
             raise
         raise RuntimeError(f"cannot load the {kind} tokenizer: tiktoken's download failed ({type(e).__name__}) "
-                           f"and {missing[0]}") from e
+                           f"and {missing}") from e
 
 
 class Tokenizer:

@@ -225,7 +225,7 @@ def main():
     write_meta(args.out_dir, {
         'tokenizer': args.tokenizer, 'vocab_size': tok.vocab_size, 'eot': tok.eot, 'dtype': dtype.name,
         'train_tokens': counts['train'], 'val_tokens': counts['val'], 'source': source, 'fingerprint': fingerprint})
-    tokens, nbytes = (sum(d[i] for d in done.values()) for i in (0, 1))
+    tokens, nbytes = sum(t for t, _ in done.values()), sum(n for _, n in done.values())
     log(f"tokenize | {nbytes / 1e6:.1f} MB in {seconds:.1f} s | {nbytes / 1e6 / seconds:.2f} MB/s "
         f"| {args.workers} processes | {tokens:,} tokens")
     log(f"vocab {tok.vocab_size:,} ({args.tokenizer}) | train {counts['train']:,} tokens "
