@@ -4,6 +4,7 @@ Benchmarks, printed as one line each in the same format.
     python bench.py                                       # training step of the default CPU model
     python bench.py config/train_shakespeare_char.py      # any training config's model
     python bench.py --bench=sample --out_dir=out          # sampling from a checkpoint: without and with the KV cache
+    python bench.py config/train_shakespeare_char.py --bench=sample   # from that config's out_dir
 
 train: ms/iter, tokens/s, MFU (where the device's peak is known) and peak memory, on random tokens.
 sample: num_samples x max_new_tokens from a checkpoint (or a random model of the config) three ways:
@@ -50,7 +51,11 @@ device = None  # None: cuda, then mps, then cpu
 dtype = None  # None: bfloat16 on CUDA where supported, else float32
 compile = None  # None: on for CUDA only (bench=sample: compiles the decode step)
 # -----------------------------------------------------------------------------
-config = configure(globals())
+# training configs also set these; the benchmark has no use for them
+TRAIN_ONLY = ('eval_interval', 'log_interval', 'eval_iters', 'eval_only', 'init_from', 'data_dir', 'dataset',
+              'gradient_accumulation_steps', 'max_iters', 'weight_decay', 'beta1', 'beta2', 'grad_clip', 'decay_lr',
+              'warmup_iters', 'lr_decay_iters', 'min_lr', 'backend')
+config = configure(globals(), file_only_keys=TRAIN_ONLY)
 if device is None:
     device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
 device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
@@ -63,7 +68,12 @@ device_name = torch.cuda.get_device_name(device) if device_type == 'cuda' else d
 torch.manual_seed(seed)
 torch.backends.cuda.matmul.allow_tf32 = True
 
+if bench not in ('train', 'sample'):
+    raise SystemExit(f"error: bench must be 'train' or 'sample', got '{bench}'")
 if bench == 'sample' and out_dir:
+    if not os.path.exists(os.path.join(out_dir, f'{ckpt}.pt')):
+        raise SystemExit(f"error: no checkpoint at {os.path.join(out_dir, f'{ckpt}.pt')}; train one first, or pass "
+                         f"--out_dir='' to time a randomly initialised model")
     checkpoint = torch.load(os.path.join(out_dir, f'{ckpt}.pt'), map_location='cpu', weights_only=True)
     model = GPT(GPTConfig(**checkpoint['model_args']))
     model.load_state_dict(clean_state_dict(checkpoint['model']))
@@ -115,7 +125,7 @@ if bench == 'train':
           f"| {tokens / dt:,.0f} tok/s | mfu {'n/a' if mfu is None else f'{100 * mfu:.1f}%'} | peak mem {mem} "
           f"| loss {loss.item():.4f}")
 
-elif bench == 'sample':
+else:
     model.eval()
     decode = torch.compile(model.step, mode='reduce-overhead', fullgraph=True) if compile else None
     prompt = torch.zeros((1, 1), dtype=torch.long, device=device)
@@ -141,5 +151,3 @@ elif bench == 'sample':
         print(f"sample | {params} | {device_name} {dtype} compile={compile and kv_cache} | {name:<34} "
               f"| {num_samples} x {max_new_tokens} tokens in {dt:.2f} s | {tokens / dt:,.0f} tok/s", flush=True)
     print(f"sample | {source} | KV cache vs uncached one after another: {results[0] / results[2]:.1f}x faster")
-else:
-    raise SystemExit(f"error: bench must be 'train' or 'sample', got '{bench}'")

@@ -81,8 +81,9 @@ def coerce(key, value, default):
     raise ConfigError(f"{key} = {value!r}: expected {kind.__name__} (default is {default!r})")
 
 
-def parse_config(defaults, argv):
-    """Return {key: value} for the keys of `defaults` after applying config files and overrides in argv."""
+def parse_config(defaults, argv, file_only_keys=()):
+    """Return {key: value} for the keys of `defaults` after applying config files and overrides in argv.
+    file_only_keys may appear in config files and are skipped (bench.py reads training configs)."""
     known = list(defaults)
     files, overrides = [], []
     args = list(argv)
@@ -109,7 +110,7 @@ def parse_config(defaults, argv):
         with open(path) as f:
             exec(compile(f.read(), path, 'exec'), namespace)
         for key, value in namespace.items():
-            if key.startswith('_') or type(value).__name__ == 'module':
+            if key.startswith('_') or type(value).__name__ == 'module' or key in file_only_keys and key not in defaults:
                 continue
             if key not in defaults:
                 raise ConfigError(f"{path}: {_unknown(key, known)}")
@@ -128,7 +129,7 @@ def format_help(defaults, script):
     return "\n".join(lines)
 
 
-def configure(namespace, argv=None):
+def configure(namespace, argv=None, file_only_keys=()):
     """Apply config files and --key=value overrides to a script's globals; exit with one line on error."""
     argv = sys.argv[1:] if argv is None else argv
     defaults = {k: namespace[k] for k in config_keys(namespace)}
@@ -136,7 +137,7 @@ def configure(namespace, argv=None):
         print(format_help(defaults, os.path.basename(sys.argv[0])))
         sys.exit(0)
     try:
-        config = parse_config(defaults, argv)
+        config = parse_config(defaults, argv, file_only_keys)
     except ConfigError as e:
         sys.exit(f"error: {e}")
     namespace.update(config)

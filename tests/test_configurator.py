@@ -81,6 +81,16 @@ def test_config_file_errors(tmp_path):
         parse_config(DEFAULTS, [str(tmp_path / 'missing.py')])
 
 
+def test_file_only_keys_are_skipped_in_files_but_not_on_the_command_line(tmp_path):
+    train_cfg = tmp_path / 'train_cfg.py'
+    train_cfg.write_text("batch_size = 64\nmax_iters = 5000\n")
+    assert parse_config(DEFAULTS, [str(train_cfg)], file_only_keys=('max_iters',))['batch_size'] == 64
+    with pytest.raises(ConfigError, match='max_iters'):
+        parse_config(DEFAULTS, [str(train_cfg)])
+    with pytest.raises(ConfigError, match='max_iters'):
+        parse_config(DEFAULTS, ['--max_iters=3'], file_only_keys=('max_iters',))
+
+
 def test_help_lists_every_key_with_its_default():
     text = format_help(DEFAULTS, 'train.py')
     for key, value in DEFAULTS.items():
