@@ -28,7 +28,7 @@ PACKAGES = {  # source -> (requirement, its files of names); make setup installs
 
 
 def package_names(source):
-    """The a-z names in a package's files, lower-cased, once each (the package is not imported: it calls home)."""
+    """The a-z names in a package's files, lower-cased, once each (read, not imported: getindianname goes online)."""
     requirement, paths = PACKAGES[source]
     names = []
     for path in paths:
