@@ -480,8 +480,10 @@ class GPT(nn.Module):
             elif cached == 0:  # prefill: the whole context at once
                 cached = idx.size(1) - start
                 logits = self.step(idx[:, start:], torch.arange(cached, device=idx.device))
-            else:  # decode: only the newest token, at the next cache slot
-                logits = decode(idx[:, -1:], torch.tensor([cached], device=idx.device))
+                input_pos = torch.tensor([cached], device=idx.device)  # the next cache slot, kept on the device
+            else:  # decode: only the newest token, at the next cache slot (same shapes every step: compiles once)
+                logits = decode(idx_next, input_pos)  # the token sampled last, (B, 1)
+                input_pos += 1  # on the device: no host-device sync between steps
                 cached += 1
             idx_next, probs = sample_logits(logits, temperature, top_k, top_p, generator)
             idx = torch.cat((idx, idx_next), dim=1)
