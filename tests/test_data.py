@@ -1,6 +1,9 @@
 """Tokenizers (offline), and the TinyStories, BPE shakespeare and names prepare scripts; BPE train -> sample."""
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -147,9 +150,9 @@ def test_tinystories_default_source_is_the_hub(monkeypatch, tmp_path):
     splits = prepare.hub_splits()
     assert list(splits['train']) == STORIES and list(splits['val']) == ['The end.']
 
-    monkeypatch.setenv('HF_HUB_OFFLINE', '1')  # and an empty cache: the hub cannot be reached
-    monkeypatch.setenv('HF_HOME', str(tmp_path / 'hf'))
-    p = run('data/tinystories/prepare.py', '--out_dir', tmp_path / 'out', check=False)
+    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path / 'hf'))  # no hub, and an empty cache
+    p = subprocess.run([sys.executable, REPO / 'data' / 'tinystories' / 'prepare.py', '--out_dir', tmp_path / 'out'],
+                       env=env, capture_output=True, text=True, timeout=120)
     assert_one_line_error(p, 'cannot load roneneldan/TinyStories from the Hugging Face hub')
     assert 'give local files with --source' in p.stderr
 
