@@ -21,10 +21,16 @@ SAMPLE_TEXT = (
 )
 
 
+def script_env():
+    """The scripts' environment, as the test has it now (monkeypatched variables included), with unbuffered output
+    and one thread each: the tiny models gain nothing from more, and on a busy machine threads that wait for each
+    other make them many times slower."""
+    return dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
+
+
 def run(script, *args, cwd=REPO, check=True, timeout=600):
     """Run one of the repo's scripts in a subprocess; return the CompletedProcess (stdout + stderr as text)."""
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    p = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=env,
+    p = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=script_env(),
                        capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"{script} {' '.join(map(str, args))} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
