@@ -20,7 +20,7 @@ from dataclasses import fields
 import torch
 
 from configurator import configure
-from model import GPT, GPTConfig, clean_state_dict
+from model import GPT, GPTConfig, clean_state_dict, load_checkpoint
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train' or 'sample'
@@ -54,7 +54,7 @@ compile = None  # None: on for CUDA only (bench=sample: compiles the decode step
 # training configs also set these; the benchmark has no use for them
 TRAIN_ONLY = ('eval_interval', 'log_interval', 'eval_iters', 'eval_only', 'init_from', 'data_dir', 'dataset',
               'gradient_accumulation_steps', 'max_iters', 'weight_decay', 'beta1', 'beta2', 'grad_clip', 'decay_lr',
-              'warmup_iters', 'lr_decay_iters', 'min_lr', 'backend')
+              'warmup_iters', 'lr_decay_iters', 'min_lr', 'backend', 'nan_policy')
 config = configure(globals(), file_only_keys=TRAIN_ONLY)
 if device is None:
     device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
@@ -74,7 +74,10 @@ if bench == 'sample' and out_dir:
     if not os.path.exists(os.path.join(out_dir, f'{ckpt}.pt')):
         raise SystemExit(f"error: no checkpoint at {os.path.join(out_dir, f'{ckpt}.pt')}; train one first, or pass "
                          f"--out_dir='' to time a randomly initialised model")
-    checkpoint = torch.load(os.path.join(out_dir, f'{ckpt}.pt'), map_location='cpu', weights_only=True)
+    try:
+        checkpoint = load_checkpoint(os.path.join(out_dir, f'{ckpt}.pt'))
+    except ValueError as e:
+        raise SystemExit(f"error: {e}")
     model = GPT(GPTConfig(**checkpoint['model_args']))
     model.load_state_dict(clean_state_dict(checkpoint['model']))
     source = os.path.join(out_dir, f'{ckpt}.pt')

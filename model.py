@@ -8,6 +8,7 @@ The ladder configs in config/ladder/ walk from a bigram model to a LLaMA-style t
 """
 import inspect
 import math
+import os
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
@@ -543,6 +544,42 @@ def clean_state_dict(state_dict):
             k = k.split('.', 1)[1]
         clean[k] = v
     return clean
+
+
+def save_checkpoint(obj, path):
+    """torch.save to path.tmp, flushed to disk, then renamed over path: a crash or a failed write at any point
+    leaves the previous file whole (the rename is atomic), and no temporary file behind when the write fails."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_checkpoint(path):
+    """A checkpoint written by save_checkpoint, loaded with weights_only=True: tensors and plain python values only,
+    so a downloaded file cannot run code. A truncated, corrupt or unsafe file is a ValueError saying so, which also
+    names the other checkpoints beside it (a good best.pt after a damaged last.pt, say)."""
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # EOFError, RuntimeError (zip), OSError, UnpicklingError, KeyError, ...: torch says which
+        folder, name = os.path.split(os.path.abspath(path))
+        others = sorted(f for f in os.listdir(folder) if f.endswith('.pt') and f != name)
+        if 'Unsupported global' in str(e):  # weights_only refused to import a class or function
+            why = "it holds python objects other than tensors and plain values, which could run code; refused"
+        else:
+            why = f"truncated or corrupt: torch.load raised {type(e).__name__}"
+        hint = f"; other checkpoints beside it: {', '.join(others)}" if others else ""
+        raise ValueError(f"{path} is not a readable checkpoint ({why}){hint}") from None
+    if not isinstance(ckpt, dict) or not {'model', 'model_args'} <= ckpt.keys():
+        raise ValueError(f"{path} is not a mini-GPT checkpoint (no 'model' and 'model_args' entries)")
+    return ckpt
 
 
 # bf16 dense tensor-core peak FLOP/s, matched against torch.cuda.get_device_name() in this order

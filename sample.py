@@ -17,8 +17,8 @@ from contextlib import nullcontext
 import torch
 
 from configurator import configure
-from data.common import Tokenizer
-from model import GPT, GPTConfig, clean_state_dict
+from data.common import Tokenizer, read_text
+from model import GPT, GPTConfig, clean_state_dict, load_checkpoint
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'  # where train.py wrote its checkpoints
@@ -43,6 +43,8 @@ if temperature < 0:
     sys.exit(f"error: temperature must be >= 0 (0 = greedy), got {temperature}")
 if not 0 < top_p <= 1:
     sys.exit(f"error: top_p must be in (0, 1] (1 = no nucleus cut), got {top_p}")
+if top_k < 0:
+    sys.exit(f"error: top_k must be >= 0 (0 = no limit), got {top_k}")
 if num_samples < 1 or max_new_tokens < 0:
     sys.exit("error: num_samples must be >= 1 and max_new_tokens >= 0")
 if device is None:
@@ -57,7 +59,10 @@ torch.manual_seed(seed)
 path = os.path.join(out_dir, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
 if not os.path.exists(path):
     sys.exit(f"error: no checkpoint at {path}; train one first: python train.py --out_dir={out_dir}")
-checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+try:
+    checkpoint = load_checkpoint(path)
+except ValueError as e:
+    sys.exit(f"error: {e}")
 model_args = checkpoint['model_args']
 if attention:  # the manual attention path can hand back its probabilities
     model_args = dict(model_args, attn_impl='manual')
@@ -81,8 +86,7 @@ if tok.vocab_size < model.config.vocab_size:
     model.lm_head.register_forward_hook(mask_padding)
 
 if start.startswith('FILE:'):
-    with open(start[5:], encoding='utf-8') as f:
-        start = f.read()
+    start = read_text(start[5:])  # one error line for a missing, empty or non-UTF-8 file
 if not start:
     sys.exit("error: the prompt is empty; give some text with --start")
 try:

@@ -62,6 +62,7 @@ def test_attention_map_without_matplotlib_is_ascii(ckpt_dir, tmp_path):
     (['--top_p=0'], 'top_p must be in (0, 1]'),
     (['--top_p=1.5'], 'top_p must be in (0, 1]'),
     (['--temperature=-1'], 'temperature must be >= 0'),
+    (['--top_k=-1'], 'top_k must be >= 0'),
     (['--start=First~'], "'~'"),
     (['--start='], 'prompt is empty'),
     (['--stop_at_eot'], 'stop_at_eot needs a tokenizer with <|endoftext|>'),
@@ -69,6 +70,14 @@ def test_attention_map_without_matplotlib_is_ascii(ckpt_dir, tmp_path):
 def test_bad_sampling_input_is_one_clear_line(ckpt_dir, args, message):
     p = sample(ckpt_dir, *args, check=False)
     assert p.returncode != 0 and message in p.stderr and 'Traceback' not in p.stderr
+
+
+def test_prompt_file_errors(ckpt_dir, tmp_path):
+    latin1 = tmp_path / 'latin1.txt'
+    latin1.write_bytes('café'.encode('latin-1'))
+    for path, message in ((tmp_path / 'missing.txt', 'not found'), (latin1, 'is not UTF-8')):
+        p = sample(ckpt_dir, f'--start=FILE:{path}', check=False)
+        assert p.returncode != 0 and p.stderr.startswith('error:') and message in p.stderr
 
 
 def test_a_prompt_longer_than_the_context_is_cropped_with_a_note(ckpt_dir):
