@@ -60,7 +60,13 @@ def test_eval_only_from_checkpoint_reproduces_the_trained_loss(tmp_path, char_da
 
 
 def test_missing_dataset_and_checkpoint_are_clear_errors(tmp_path):
-    p = run('train.py', *TINY, f'--data_dir={tmp_path}', check=False)
-    assert p.returncode != 0 and 'python data/shakespeare_char/prepare.py' in p.stderr
+    p = run('train.py', *TINY, f'--data_dir={tmp_path}', check=False)  # the exact command that prepares it there
+    where = tmp_path / 'shakespeare_char'
+    assert p.returncode != 0 and p.stderr == (f"error: dataset 'shakespeare_char' is not prepared in {where} (no "
+                                              f"meta.json); run: python data/shakespeare_char/prepare.py --out_dir "
+                                              f"{where}\n")
+    p = run('train.py', *TINY, f'--data_dir={tmp_path}', '--dataset=shakespear_char', check=False)  # a typo
+    assert p.returncode != 0 and 'no data/shakespear_char/prepare.py to prepare it' in p.stderr
+    assert 'shakespeare_char' in p.stderr.split('(datasets: ')[1]
     p = run('sample.py', f'--out_dir={tmp_path}', check=False)
     assert p.returncode != 0 and 'no checkpoint' in p.stderr

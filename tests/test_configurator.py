@@ -99,7 +99,8 @@ def test_help_lists_every_key_with_its_default():
 
 def test_cli_errors_are_one_line_and_fail():
     for arg, expected in (('--no_such_key=1', "unknown config key 'no_such_key'"),
-                          ('--batch_size=abc', '--batch_size=abc: expected int')):
+                          ('--batch_size=abc', '--batch_size=abc: expected int'),
+                          ('--dropout=high', '--dropout=high: expected float')):
         p = run('train.py', arg, check=False)
         assert p.returncode != 0
         assert p.stderr.strip().splitlines() == [f"error: {p.stderr.strip()[7:]}"]  # exactly one line

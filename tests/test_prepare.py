@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE_TEXT, SHARED_DATA, run
-from data.common import Tokenizer, markdown_play_to_text
+from data.common import Tokenizer, dataset_problem, markdown_play_to_text
 
 
 def test_prepare_writes_bins_and_meta(tmp_path):
@@ -33,13 +33,40 @@ def test_prepare_writes_bins_and_meta(tmp_path):
     assert len(np.fromfile(out / 'train.bin', dtype=np.uint16)) == int(0.9 * len(SAMPLE_TEXT * 20))
 
 
-def test_prepare_rejects_empty_and_missing_input(tmp_path):
-    empty = tmp_path / 'empty.txt'
+@pytest.mark.parametrize('script,flag', [('shakespeare_char', '--input'), ('shakespeare', '--input'),
+                                         ('names', '--input'), ('tinystories', '--source')])
+def test_prepare_rejects_empty_missing_and_non_utf8_input(tmp_path, script, flag):
+    empty, latin1 = tmp_path / 'empty.txt', tmp_path / 'latin1.txt'
     empty.write_text('  \n')
-    for path in (empty, tmp_path / 'missing.txt'):
-        p = run('data/shakespeare_char/prepare.py', '--input', path, '--out_dir', tmp_path / 'o', check=False)
-        assert p.returncode != 0 and p.stderr.startswith('error:') and 'Traceback' not in p.stderr
-    assert not (tmp_path / 'o' / 'train.bin').exists()
+    latin1.write_bytes('café crème\n'.encode('latin-1') * 10)
+    for path, message in ((empty, 'empty' if script != 'tinystories' else 'no stories'),
+                          (tmp_path / 'missing.txt', 'not'), (latin1, 'is not UTF-8 text')):
+        p = run(f'data/{script}/prepare.py', flag, path, '--out_dir', tmp_path / 'o', check=False)
+        assert p.returncode != 0 and p.stderr.startswith('error:') and message in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'o' / 'meta.json').exists() and not list((tmp_path / 'o').glob('*.bin*'))
+
+
+def test_an_interrupted_prepare_is_not_taken_for_a_good_one(tmp_path):
+    src, data = tmp_path / 'in.txt', tmp_path / 'data'
+    src.write_text(SAMPLE_TEXT * 10)
+    out = data / 'shakespeare_char'
+    run('data/shakespeare_char/prepare.py', '--input', src, '--out_dir', out)
+    # killed half-way through a rewrite: meta.json is removed first, train.bin is half written under a temporary name
+    (out / 'meta.json').unlink()
+    (out / 'train.bin.tmp.12345').write_bytes(b'\0' * 100)
+    assert dataset_problem(out) == 'no meta.json'
+    p = run('train.py', '--device=cpu', f'--data_dir={data}', check=False)
+    assert p.returncode != 0 and 'not prepared' in p.stderr and 'data/shakespeare_char/prepare.py --out_dir' in p.stderr
+    p = run('data/shakespeare_char/prepare.py', '--input', src, '--out_dir', out)  # the next run completes it
+    assert 'already prepared' not in p.stdout and dataset_problem(out) is None
+    assert sorted(f.name for f in out.iterdir()) == ['meta.json', 'train.bin', 'val.bin']  # no leftovers
+    # a .bin that does not match its meta.json (a bad copy, a full disk) is not prepared either, and is redone
+    with open(out / 'train.bin', 'r+b') as f:
+        f.truncate(10)
+    assert dataset_problem(out) == f"train.bin holds 10 bytes, meta.json says {2 * int(0.9 * len(SAMPLE_TEXT * 10)):,}"
+    assert 'already prepared' not in run('data/shakespeare_char/prepare.py', '--input', src, '--out_dir', out).stdout
+    assert dataset_problem(out) is None
 
 
 def test_tokenizer_names_characters_it_lacks():
