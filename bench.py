@@ -20,7 +20,7 @@ from dataclasses import fields
 import torch
 
 from configurator import configure
-from model import GPT, GPTConfig, clean_state_dict, load_checkpoint
+from model import GPT, GPTConfig, load_checkpoint
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train' or 'sample'
@@ -78,8 +78,7 @@ if bench == 'sample' and out_dir:
         checkpoint = load_checkpoint(os.path.join(out_dir, f'{ckpt}.pt'))
     except ValueError as e:
         raise SystemExit(f"error: {e}")
-    model = GPT(GPTConfig(**checkpoint['model_args']))
-    model.load_state_dict(clean_state_dict(checkpoint['model']))
+    model = GPT.from_checkpoint(checkpoint)
     source = os.path.join(out_dir, f'{ckpt}.pt')
 else:
     model = GPT(GPTConfig(**{f.name: config[f.name] for f in fields(GPTConfig)}))

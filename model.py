@@ -403,6 +403,14 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
+    @classmethod
+    def from_checkpoint(cls, checkpoint, **overrides):
+        """The model a checkpoint holds (compile / DDP prefixes stripped); overrides change GPTConfig fields that
+        leave the weights' shapes alone (attn_impl, dropout)."""
+        model = cls(GPTConfig(**{**checkpoint['model_args'], **overrides}))
+        model.load_state_dict(clean_state_dict(checkpoint['model']))
+        return model
+
     def get_num_params(self, non_embedding=True):
         """Parameter count; tied weights count once. non_embedding leaves out a learned position table."""
         n = sum(p.numel() for p in self.parameters())

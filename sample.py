@@ -18,7 +18,7 @@ import torch
 
 from configurator import configure
 from data.common import Tokenizer, read_text
-from model import GPT, GPTConfig, clean_state_dict, load_checkpoint
+from model import GPT, load_checkpoint
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'  # where train.py wrote its checkpoints
@@ -63,11 +63,8 @@ try:
     checkpoint = load_checkpoint(path)
 except ValueError as e:
     sys.exit(f"error: {e}")
-model_args = checkpoint['model_args']
-if attention:  # the manual attention path can hand back its probabilities
-    model_args = dict(model_args, attn_impl='manual')
-model = GPT(GPTConfig(**model_args))
-model.load_state_dict(clean_state_dict(checkpoint['model']))
+# the manual attention path can hand back its probabilities for --attention
+model = GPT.from_checkpoint(checkpoint, **({'attn_impl': 'manual'} if attention else {}))
 model.eval().to(device)
 try:
     tok = Tokenizer(checkpoint['tokenizer'])  # the dataset's tokenizer, which train.py records in the checkpoint

@@ -137,10 +137,10 @@ def load_split(split):
     return np.memmap(os.path.join(data_path, f'{split}.bin'), dtype=meta['dtype'], mode='r')
 
 
-for split in ('train', 'val'):
-    if len(load_split(split)) <= block_size:
-        sys.exit(f"error: {split}.bin of '{dataset}' holds {len(load_split(split))} tokens, "
-                 f"fewer than block_size + 1 = {block_size + 1}")
+n_tokens = {split: len(load_split(split)) for split in ('train', 'val')}  # read once: batches only need the length
+for split, n in n_tokens.items():
+    if n <= block_size:
+        sys.exit(f"error: {split}.bin of '{dataset}' holds {n} tokens, fewer than block_size + 1 = {block_size + 1}")
 
 
 def batch_at(split, ix):
@@ -159,12 +159,11 @@ batch_rng_state = data_rng.get_state()  # the state before the pending (prefetch
 def get_train_batch():
     global batch_rng_state
     batch_rng_state = data_rng.get_state()
-    return batch_at('train', torch.randint(len(load_split('train')) - block_size, (batch_size,), generator=data_rng))
+    return batch_at('train', torch.randint(n_tokens['train'] - block_size, (batch_size,), generator=data_rng))
 
 
 eval_rng = torch.Generator().manual_seed(seed)
-eval_ix = {s: torch.randint(len(load_split(s)) - block_size, (eval_iters, batch_size), generator=eval_rng)
-           for s in ('train', 'val')}
+eval_ix = {s: torch.randint(n - block_size, (eval_iters, batch_size), generator=eval_rng) for s, n in n_tokens.items()}
 
 # model
 model_args = {f.name: config[f.name] for f in fields(GPTConfig) if f.name in config}
