@@ -3,13 +3,17 @@ mini-GPT model: one file, every variant behind a GPTConfig flag.
 
 The default GPTConfig is the GPT-2 model (Radford et al. 2019): learned positions, pre-LayerNorm
 blocks, GELU MLP, tied embeddings, causal self-attention through scaled_dot_product_attention.
-Each flag is resolved once in __init__ (small dicts of component classes); forward has no flag branches.
-The ladder configs in config/ladder/ walk from a bigram model to a LLaMA-style transformer one flag at a time.
+Each flag is resolved once in __init__ (small dicts of component classes), so forward never asks a flag.
+What forward does branch on is the kind of call, not the model: a plain forward or a cached generation step
+(Positions.input_pos is None or not), and whether attention keeps its probabilities for plots (sample.py).
+The ladder configs in config/ladder/ walk from a bigram model to a LLaMA-style transformer one flag at a time
+(the README's ladder table lists the rungs).
 """
 import inspect
 import math
 import os
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, fields
 from typing import NamedTuple, Optional
 
 import torch
@@ -73,6 +77,19 @@ class GPTConfig:
             raise ValueError(f"GPTConfig: dropout must be in [0, 1), got {self.dropout}")
         if self.ffn_mult <= 0:
             raise ValueError(f"GPTConfig: ffn_mult must be > 0, got {self.ffn_mult}")
+
+
+def model_config(settings, dataset_vocab_size, dataset='the dataset'):
+    """The GPTConfig fields (a dict, as checkpoints keep them) that train.py and bench.py build from their settings:
+    every GPTConfig field among the settings, vocab_size None taking the dataset's. A ValueError says what is wrong."""
+    args = {f.name: settings[f.name] for f in fields(GPTConfig) if f.name in settings}
+    if args.get('vocab_size') is None:
+        args['vocab_size'] = dataset_vocab_size
+    elif args['vocab_size'] < dataset_vocab_size:
+        raise ValueError(f"vocab_size={args['vocab_size']} is smaller than the {dataset_vocab_size} tokens of "
+                         f"{dataset}")
+    GPTConfig(**args)  # checks every field before anything is allocated
+    return args
 
 
 # ----------------------------------------------------------------------------- normalisation
@@ -148,6 +165,24 @@ def no_rope(x, rope):
     return x
 
 
+class RotaryTable(nn.Module):
+    """The (cos, sin) of each position's rotation angles, (T, hs/2) each, that apply_rope uses."""
+
+    def __init__(self, block_size, head_dim, theta):
+        super().__init__()
+        cos, sin = rope_cache(block_size, head_dim, theta)
+        self.register_buffer('cos', cos, persistent=False)
+        self.register_buffer('sin', sin, persistent=False)
+
+    def forward(self, positions):
+        return self.cos[positions], self.sin[positions]
+
+
+class NoRotation(nn.Module):
+    def forward(self, positions):
+        return None
+
+
 class Positions(NamedTuple):
     """What every block is told about where its tokens sit (the same for all blocks of one forward)."""
     rope: Optional[tuple]  # (cos, sin) of each token's position, (T, hs/2) each; None unless pos_emb='rope'
@@ -208,12 +243,16 @@ class CausalSelfAttention(nn.Module):
         self.k_norm = RMSNorm(self.head_dim) if config.qk_norm else nn.Identity()
         self.rotate = apply_rope if config.pos_emb == 'rope' else no_rope
         self.attend = {'sdpa': sdpa_attention, 'manual': manual_attention}[config.attn_impl]
-        # output projection: seed 002's "projection back into the residual pathway"
+        # output projection back into the residual stream (Vaswani et al. 2017; the ladder's rung 09)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias) if config.attn_proj else nn.Identity()
         self.c_proj.is_residual_proj = True
         self.dropout = config.dropout
         self.keep_probs, self.probs = False, None  # manual attention can keep its last probabilities (B, nh, T, T)
+        self.block_size = config.block_size
         self.cache = None  # a KVCache while generating with GPT.setup_cache
+
+    def new_cache(self, batch_size, dtype, device):
+        return KVCache(batch_size, self.n_kv_head, self.block_size, self.head_dim, dtype, device)
 
     def forward(self, x, pos):
         B, T, C = x.size()
@@ -233,13 +272,43 @@ class CausalSelfAttention(nn.Module):
         return self.c_proj(y)
 
 
-class CausalMean(nn.Module):
-    """Each position becomes the average of itself and all earlier positions: a bag of words (seed 002, stage 02_02_1)."""
+class InputCache(nn.Module):
+    """The inputs of a mixer without keys and values, at every position generated so far (B, max_len, C)."""
+
+    def __init__(self, batch_size, max_len, n_embd, dtype, device):
+        super().__init__()
+        self.register_buffer('x', torch.zeros(batch_size, max_len, n_embd, dtype=dtype, device=device),
+                             persistent=False)
+
+    def update(self, input_pos, x):
+        self.x[:, input_pos] = x
+        return self.x
+
+
+class CausalMixer(nn.Module):
+    """A mixer that sees only its inputs, mix(x): (B, T, C) -> (B, T, C), row t from rows <= t (mean, window,
+    wavenet). In a cached generation step it keeps the inputs of every position so far and recomputes the rows of
+    the new positions from them: it has no keys and values to keep, but the layers below it are not run again."""
 
     def __init__(self, config):
         super().__init__()
+        self.block_size, self.n_embd = config.block_size, config.n_embd
+        self.cache = None  # an InputCache while generating with GPT.setup_cache
+
+    def new_cache(self, batch_size, dtype, device):
+        return InputCache(batch_size, self.block_size, self.n_embd, dtype, device)
 
     def forward(self, x, pos):
+        if pos.input_pos is None:
+            return self.mix(x)
+        return self.mix(self.cache.update(pos.input_pos, x))[:, pos.input_pos]  # all positions so far -> the new rows
+
+
+class CausalMean(CausalMixer):
+    """Each position becomes the average of itself and all earlier positions: a bag of words, the simplest way to
+    let a position see the past (the ladder's rung 02)."""
+
+    def mix(self, x):
         counts = torch.arange(1, x.size(1) + 1, device=x.device, dtype=x.dtype)[:, None]  # (T, 1)
         return x.cumsum(dim=1) / counts
 
@@ -249,29 +318,29 @@ def shift(x, d):
     return F.pad(x, (0, 0, d, 0))[:, : x.size(1)]
 
 
-class WindowMLP(nn.Module):
+class WindowMLP(CausalMixer):
     """Concatenate the last `window` positions and project: the fixed-context MLP language model
-    (Bengio et al. 2003; seed 000's MLP on names)."""
+    (Bengio et al. 2003; makemore's MLP on names)."""
 
     def __init__(self, config):
-        super().__init__()
+        super().__init__(config)
         self.window = config.window
         self.proj = nn.Linear(config.window * config.n_embd, config.n_embd, bias=config.bias)
 
-    def forward(self, x, pos):
+    def mix(self, x):
         return self.proj(torch.cat([shift(x, d) for d in reversed(range(self.window))], dim=-1))  # (B, T, k*C) -> C
 
 
-class WaveNetPair(nn.Module):
+class WaveNetPair(CausalMixer):
     """Layer i fuses each position with the one 2**i earlier: a causal dilated convolution of width 2
-    (van den Oord et al. 2016; seed 000's WaveNet on names). n_layer layers see 2**n_layer positions."""
+    (van den Oord et al. 2016; makemore's WaveNet on names). n_layer layers see 2**n_layer positions."""
 
     def __init__(self, config, layer):
-        super().__init__()
+        super().__init__(config)
         self.dilation = 2 ** layer
         self.proj = nn.Linear(2 * config.n_embd, config.n_embd, bias=config.bias)
 
-    def forward(self, x, pos):
+    def mix(self, x):
         return self.proj(torch.cat([shift(x, self.dilation), x], dim=-1))  # (B, T, 2C) -> (B, T, C)
 
 
@@ -321,7 +390,7 @@ FFNS = {
     'relu': lambda config: MLP(config, nn.ReLU()),
     'gelu': lambda config: MLP(config, nn.GELU()),
     'relu2': lambda config: MLP(config, lambda x: F.relu(x).square()),  # squared ReLU (So et al. 2021, "Primer")
-    'tanh': lambda config: MLP(config, nn.Tanh()),  # seed 000's MLP and WaveNet on names
+    'tanh': lambda config: MLP(config, nn.Tanh()),  # makemore's MLP and WaveNet on names (Bengio et al. 2003)
     'swiglu': SwiGLU,
 }
 
@@ -382,18 +451,16 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
         if config.tie_weights:
             self.wte.weight = self.lm_head.weight  # weight tying (Press & Wolf 2017)
-        if config.pos_emb == 'rope':
-            cos, sin = rope_cache(config.block_size, C // config.n_head, config.rope_theta)
-            self.register_buffer('rope_cos', cos, persistent=False)
-            self.register_buffer('rope_sin', sin, persistent=False)
-        else:
-            self.rope_cos = self.rope_sin = None
+        # rotary position angles (RoPE, Su et al. 2021), passed down to every attention layer; None for the others
+        self.rope_at = RotaryTable(config.block_size, C // config.n_head, config.rope_theta) \
+            if config.pos_emb == 'rope' else NoRotation()
+        self.cache_shape = None  # (batch size, dtype) of the caches set up for generation
         self.register_buffer('causal_mask', None, persistent=False)  # (block_size, block_size) while a KV cache is set up
         if config.init == 'gpt2':
             self.apply(self._init_weights)
 
     def _init_weights(self, module):
-        # GPT-2 init: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer) (seed stage 09)
+        # GPT-2 init: N(0, 0.02), residual projections scaled by 1/sqrt(2 * n_layer) (Radford et al. 2019, sec. 2.3)
         if isinstance(module, nn.Linear):
             residual = getattr(module, 'is_residual_proj', False) and self.config.n_layer > 0
             std = 0.02 / math.sqrt(2 * self.config.n_layer) if residual else 0.02
@@ -412,10 +479,13 @@ class GPT(nn.Module):
         return model
 
     def get_num_params(self, non_embedding=True):
-        """Parameter count; tied weights count once. non_embedding leaves out a learned position table."""
+        """Parameter count; tied weights count once. non_embedding leaves out the lookup tables: a learned position
+        table, and the token table unless it is tied to the output layer (then it is that layer's matrix). That is
+        the N of 6N training FLOPs per token (Kaplan et al. 2020): every weight that multiplies, the output layer once."""
         n = sum(p.numel() for p in self.parameters())
-        if non_embedding and isinstance(self.wpe, nn.Embedding):
-            n -= self.wpe.weight.numel()
+        if non_embedding:
+            tables = [m.weight for m in (self.wte, self.wpe) if isinstance(m, nn.Embedding)]
+            n -= sum(w.numel() for w in tables if w is not self.lm_head.weight)
         return n
 
     def forward(self, idx, targets=None):
@@ -437,26 +507,26 @@ class GPT(nn.Module):
             x = block(x, pos)
         return self.ln_f(x)
 
-    def rope_at(self, positions):
-        return None if self.rope_cos is None else (self.rope_cos[positions], self.rope_sin[positions])
-
     # -------------------------------------------------------------------------- generation with a KV cache
+    def mixers(self):
+        return [block.mixer for block in self.blocks if block.mixer is not None]
+
     def setup_cache(self, batch_size, dtype=None):
-        """Preallocate a key/value cache of block_size positions in every attention layer (gpt-fast's static cache)."""
-        cfg, device = self.config, self.lm_head.weight.device
-        dtype = dtype or self.lm_head.weight.dtype
-        cache = self.blocks[0].mixer.cache if self.blocks else None
-        if cache is not None and cache.k.shape[0] == batch_size and cache.k.dtype == dtype:
+        """Preallocate a cache of block_size positions in every mixer (gpt-fast's static cache): keys and values in
+        attention layers, the inputs in the others."""
+        device, dtype = self.lm_head.weight.device, dtype or self.lm_head.weight.dtype
+        if self.cache_shape == (batch_size, dtype):
             return  # reuse it: a compiled decode step keeps pointing at the same buffers
-        for block in self.blocks:
-            block.mixer.cache = KVCache(batch_size, cfg.n_kv_head, cfg.block_size, cfg.n_embd // cfg.n_head,
-                                         dtype, device)
-        self.causal_mask = torch.ones(cfg.block_size, cfg.block_size, dtype=torch.bool, device=device).tril()
+        for mixer in self.mixers():
+            mixer.cache = mixer.new_cache(batch_size, dtype, device)
+        T = self.config.block_size
+        self.causal_mask = torch.ones(T, T, dtype=torch.bool, device=device).tril()
+        self.cache_shape = (batch_size, dtype)
 
     def clear_cache(self):
-        for block in self.blocks:
-            block.mixer.cache = None
-        self.causal_mask = None
+        for mixer in self.mixers():
+            mixer.cache = None
+        self.causal_mask, self.cache_shape = None, None
 
     def step(self, idx, input_pos):
         """Cached forward of idx (B, T) written at cache slots input_pos (T,): logits of the last position (B, V).
@@ -469,14 +539,13 @@ class GPT(nn.Module):
                  on_token=None, generator=None, decode=None):
         """Sample max_new_tokens after idx (B, T).
         kv_cache=False is the plain reference: the whole context through the model for every new token.
-        kv_cache=True prefills the context once, then decodes one token at a time from the cache.
+        kv_cache=True prefills the context once, then decodes one token at a time from the cache (every mixer has one).
         Both see the same context: up to block_size tokens; once that is full, the newest half is kept (and
         prefilled again). decode may be a compiled self.step. on_token(next (B, 1), probs (B, V)) sees each new token
         and may return True to stop early."""
         block_size = self.config.block_size
         start = max(0, idx.size(1) - block_size)  # where the context begins
         cached = 0  # how many tokens of the context are in the KV cache
-        kv_cache = kv_cache and self.config.mixer == 'attn'  # other mixers have no keys and values: plain path
         if kv_cache:
             autocast = torch.is_autocast_enabled(idx.device.type)
             self.setup_cache(idx.size(0), torch.get_autocast_dtype(idx.device.type) if autocast else None)
@@ -511,17 +580,16 @@ class GPT(nn.Module):
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
 
     def flops_per_token(self):
-        """Training FLOPs per token: 6N for the matmuls plus the attention scores (PaLM, appendix B)."""
-        cfg = self.config
-        attn = 12 * cfg.n_layer * cfg.n_embd * cfg.block_size if cfg.mixer == 'attn' else 0
-        return 6 * self.get_num_params() + attn
+        """Training FLOPs per token of a block_size sequence (PaLM, Chowdhery et al. 2022, appendix B): 6N, N =
+        get_num_params() (2 per weight forward, 4 backward: the output layer once, embedding lookups never), plus
+        each attention layer's scores and weighted sum of values: 2 x 2 x n_embd x block_size forward, x3 in all."""
+        n_attn = sum(isinstance(mixer, CausalSelfAttention) for mixer in self.mixers())
+        return 6 * self.get_num_params() + 12 * n_attn * self.config.n_embd * self.config.block_size
 
-    def estimate_mfu(self, tokens_per_iter, dt, device_name):
-        """Model FLOPs utilisation as a fraction of the device's bf16 dense peak; None if the peak is unknown."""
-        peak = peak_flops(device_name)
-        if peak is None or dt <= 0:
-            return None
-        return self.flops_per_token() * tokens_per_iter / dt / peak
+    def estimate_mfu(self, tokens_per_sec, peak):
+        """Model FLOPs utilisation: the training FLOP/s of tokens_per_sec tokens a second on ONE device (under DDP,
+        the total divided by the number of processes), as a fraction of that device's peak; None if it is unknown."""
+        return None if not peak else self.flops_per_token() * tokens_per_sec / peak
 
 
 def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
@@ -590,17 +658,50 @@ def load_checkpoint(path):
     return ckpt
 
 
-# bf16 dense tensor-core peak FLOP/s, matched against torch.cuda.get_device_name() in this order
+# ----------------------------------------------------------------------------- devices
+# dense tensor-core peak FLOP/s from NVIDIA's datasheets (their sparsity figures halved): (a part of the name
+# torch.cuda.get_device_name() gives, bf16 / fp16, tf32). Matched in this order: NVL and PCIe before the SXM parts.
 PEAK_FLOPS = [
-    ('H100 PCIe', 756e12),
-    ('H100', 989e12),
-    ('H200', 989e12),
-    ('A100', 312e12),
+    ('H100 NVL', 835e12, 418e12),
+    ('H100 PCIe', 756e12, 378e12),
+    ('H100', 989e12, 495e12),
+    ('H200 NVL', 835e12, 418e12),
+    ('H200', 989e12, 495e12),
+    ('A100', 312e12, 156e12),
 ]
 
 
-def peak_flops(device_name):
-    for key, flops in PEAK_FLOPS:
-        if key in (device_name or ''):
-            return flops
+def peak_flops(device_name, dtype):
+    """The device's dense peak for matmuls in dtype ('float32' runs on TF32 tensor cores: device_setup enables
+    them); None for devices not in PEAK_FLOPS (CPUs among them)."""
+    for key, half, tf32 in PEAK_FLOPS:
+        if key in device_name:
+            return tf32 if dtype == 'float32' else half
     return None
+
+
+class System(NamedTuple):
+    device: str  # 'cpu', 'cuda', 'cuda:1', 'mps'
+    device_type: str  # 'cpu', 'cuda' or 'mps'
+    dtype: str  # 'float32', 'bfloat16' or 'float16'
+    ctx: object  # the autocast context for forward passes (a no-op in float32)
+    name: str  # torch.cuda.get_device_name() on CUDA, else the device type
+
+
+def device_setup(device=None, dtype=None):
+    """The one rule of train.py, sample.py and bench.py. device None: cuda, then mps, then cpu. dtype None: bfloat16
+    on CUDA where supported, else float16 (train.py adds a GradScaler); float32 elsewhere. float32 matmuls on CUDA
+    use TF32 tensor cores. A dtype other than these three is a ValueError."""
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+    device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
+    if dtype is None:
+        dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device_type == 'cuda' else 'float32'
+    ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}.get(dtype)
+    if ptdtype is None:
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, got '{dtype}'")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
+    name = torch.cuda.get_device_name(device) if device_type == 'cuda' else device_type
+    return System(device, device_type, dtype, ctx, name)

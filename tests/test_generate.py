@@ -43,11 +43,34 @@ def test_prefill_then_decode_equals_full_forward(kw):
     model.clear_cache()
 
 
-def test_mixers_without_attention_fall_back_to_the_plain_path():
-    model = build(mixer='mean')
-    prompt = torch.randint(V, (1, 4))
-    assert torch.equal(model.generate(prompt, 20, temperature=0, kv_cache=True),
-                       model.generate(prompt, 20, temperature=0))
+NON_ATTENTION = [dict(mixer='mean'), dict(mixer='window', window=3), dict(mixer='wavenet'),
+                 dict(mixer='none', n_layer=0), dict(mixer='none', n_layer=2)]  # bigram table; FFN-only stack
+
+
+@pytest.mark.parametrize('kw', NON_ATTENTION, ids=['mean', 'window', 'wavenet', 'bigram', 'ffn-only'])
+def test_mixers_without_attention_decode_from_their_cache(kw):
+    """kv_cache=True runs every mixer through model.step: a prefill, then one token per step from the cache,
+    with the very tokens of the plain path (the context cropped and prefilled again past block_size)."""
+    model = build(**kw)
+    calls = []
+    step = model.step
+    model.step = lambda idx, input_pos: calls.append(idx.size(1)) or step(idx, input_pos)
+    prompt = torch.randint(V, (2, 5))
+    n = 3 * BLOCK
+    for sampling in (dict(temperature=0), dict(temperature=1.0, top_k=10)):
+        probs, out = {True: [], False: []}, {}  # the distribution of every token drawn, the tokens: per path
+        for cache in (False, True):
+            calls.clear()
+            gen = torch.Generator().manual_seed(7)
+            out[cache] = model.generate(prompt, n, **sampling, kv_cache=cache, generator=gen,
+                                        on_token=lambda _, p: probs[cache].append(p))
+            assert cache or calls == []  # the plain path never steps
+        assert torch.equal(out[True], out[False]), sampling
+        torch.testing.assert_close(torch.stack(probs[True]), torch.stack(probs[False]), rtol=1e-5, atol=1e-6)
+        assert len(calls) == n and calls[0] == 5  # a prefill of the prompt, then one token per step ...
+        assert [c for c in calls[1:] if c != 1] == [BLOCK // 2] * 4  # ... but for the newest half at each crop
+    assert all(m.cache is not None for m in model.mixers())
+    assert len(model.mixers()) == (0 if kw['mixer'] == 'none' else kw.get('n_layer', 2))
 
 
 def test_greedy_top_k_1_and_tiny_top_p_agree():

@@ -71,14 +71,60 @@ def test_optimizer_decays_only_matrices():
     assert n == model.get_num_params(non_embedding=False)
 
 
-def test_mfu_peak_table():
-    assert peak_flops('NVIDIA H100 80GB HBM3') == 989e12
-    assert peak_flops('NVIDIA H100 PCIe') == 756e12
-    assert peak_flops('NVIDIA A100-SXM4-80GB') == 312e12
-    assert peak_flops('cpu') is None
+def test_flops_per_token_of_gpt2_small_by_hand():
+    """6N + 12 L C T: N is every weight that multiplies (the tied output layer once, no position table)."""
+    with torch.device('meta'):  # shapes only: no memory, no init time
+        model = GPT(GPTConfig(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, block_size=1024, bias=True))
+    C, L, V, T = 768, 12, 50257, 1024
+    block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    n = V * C + L * block + 2 * C  # wte == lm_head (tied), counted once; final LayerNorm; no wpe (a lookup)
+    assert n == 124_439_808 - T * C == 123_653_376
+    attention = 12 * L * C * T  # q k^T and probs @ v: 2 matmuls x 2 FLOPs x C x T forward, x3 with backward
+    assert attention == 113_246_208
+    assert model.flops_per_token() == 6 * n + attention == 855_166_464
+
+
+def test_flops_per_token_untied_gqa_swiglu_by_hand():
+    """Untied: the token table is a lookup (not counted), lm_head a matmul (counted once)."""
+    V, T, C, L, nh, nkv = 13, 12, 32, 2, 4, 2
+    model = tiny_model(vocab_size=V, block_size=T, n_embd=C, n_layer=L, n_head=nh, n_kv_head=nkv, ffn='swiglu',
+                       bias=False, tie_weights=False)
+    hs, hidden = C // nh, 85  # SwiGLU hidden = round(2/3 * 4 * 32) = 85
+    attn = C * (C + 2 * nkv * hs) + C * C  # fused q/k/v with 2 kv heads (32 x 64), output projection
+    block = 2 * C + attn + 3 * C * hidden  # two LayerNorm gains (bias=False), w1, w3, c_proj
+    n = L * block + C + V * C  # final LayerNorm gain, lm_head
+    assert n == 23_040
+    assert model.get_num_params(non_embedding=False) == n + V * C + T * C  # + token table + position table
+    assert model.flops_per_token() == 6 * n + 12 * L * C * T == 138_240 + 9_216
+
+
+def test_bigram_flops_count_only_the_output_layer():
+    """n_layer=0, untied: one embedding lookup (free) and one V x C matmul. Counting the lookup doubled the MFU."""
+    V, C = 65, 128
+    model = tiny_model(vocab_size=V, n_embd=C, n_layer=0, n_head=1, mixer='none', ffn='none', norm='none',
+                       bias=False, pos_emb='none', tie_weights=False, attn_proj=False, residual=False)
+    assert model.get_num_params(non_embedding=False) == 2 * V * C
+    assert model.flops_per_token() == 6 * V * C
+
+
+def test_estimate_mfu_is_one_devices_flops_over_its_peak():
     model = tiny_model()
-    assert model.estimate_mfu(1000, 0.1, 'cpu') is None
-    assert 0 < model.estimate_mfu(1000, 0.1, 'NVIDIA H200') < 1
+    f = model.flops_per_token()
+    assert model.estimate_mfu(1000, 989e12) == pytest.approx(f * 1000 / 989e12, rel=1e-12)
+    assert model.estimate_mfu(989e12 / f / 2, 989e12) == pytest.approx(0.5, rel=1e-12)
+    assert model.estimate_mfu(1000, None) is None
+
+
+@pytest.mark.parametrize('name,dtype,peak', [
+    ('NVIDIA H100 80GB HBM3', 'bfloat16', 989e12), ('NVIDIA H100 80GB HBM3', 'float16', 989e12),
+    ('NVIDIA H100 80GB HBM3', 'float32', 495e12),  # float32 matmuls run on TF32 tensor cores
+    ('NVIDIA H100 PCIe', 'bfloat16', 756e12), ('NVIDIA H100 NVL', 'bfloat16', 835e12),  # not the SXM figure
+    ('NVIDIA H200', 'bfloat16', 989e12),
+    ('NVIDIA A100-SXM4-80GB', 'bfloat16', 312e12), ('NVIDIA A100-SXM4-80GB', 'float32', 156e12),
+    ('cpu', 'float32', None), ('cpu', 'bfloat16', None),
+])
+def test_peak_flops_per_device_and_dtype(name, dtype, peak):
+    assert peak_flops(name, dtype) == peak
 
 
 def test_generate_extends_the_prompt_and_crops_to_block_size():

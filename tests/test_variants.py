@@ -86,9 +86,17 @@ def test_swiglu_keeps_the_parameter_count():
 
 
 def test_tie_weights_and_init_flags():
-    assert build(tie_weights=False).lm_head.weight is not build(tie_weights=False).wte.weight
-    untied = build(tie_weights=False)
-    assert untied.get_num_params() == build().get_num_params() + V * 32
+    x = torch.randn(2, 32)
+    for tie in (True, False):
+        model = build(tie_weights=tie)
+        before = model.lm_head(x)
+        with torch.no_grad():
+            model.wte.weight[3] += 1.0  # one token's embedding
+        changed = not torch.equal(model.lm_head(x)[:, 3], before[:, 3])
+        assert (model.wte.weight is model.lm_head.weight) == tie and changed == tie, f"tie_weights={tie}"
+    tied, untied = build(), build(tie_weights=False)
+    assert untied.get_num_params(non_embedding=False) == tied.get_num_params(non_embedding=False) + V * 32
+    assert untied.get_num_params() == tied.get_num_params()  # the untied token table is a lookup, not in N
     gpt2, default = build(init='gpt2'), build(init='default')
     assert abs(gpt2.wte.weight.std().item() - 0.02) < 0.005
     assert abs(default.blocks[0].ffn.c_fc.weight.std().item() - 0.02) > 0.05  # PyTorch's kaiming-uniform
@@ -133,7 +141,24 @@ def test_deep_stack_without_residuals_or_norms_still_trains():
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0] - 0.1
 
 
-@pytest.mark.parametrize('mixer', ['mean', 'window', 'wavenet'])
-def test_non_attention_mixers_learn(mixer):
-    losses = overfit(build(mixer=mixer, ffn='tanh', pos_emb='none'), steps=60)
-    assert losses[-1] < losses[0] - 0.5
+REACH = [(dict(mixer='attn'), T), (dict(mixer='mean'), T),
+         (dict(mixer='window', window=3), 2 * 2 + 1),  # 2 layers of 3 positions: t-4 .. t
+         (dict(mixer='wavenet'), 4)]  # dilations 1, 2: t-3 .. t
+
+
+@pytest.mark.parametrize('mixer,reach', REACH, ids=[kw['mixer'] for kw, _ in REACH])
+def test_each_mixer_sees_exactly_its_receptive_field(mixer, reach):
+    """logits[t] change with token s iff t - reach < s <= t: the mixer carries the past, and only as far as it
+    reaches (pos_emb='none': no position can tell where it is except through the mixer)."""
+    model = build(pos_emb='none', **mixer).eval()
+    idx = torch.randint(V, (1, T))
+    logits = model(idx)[0][0]
+    for s in range(T):
+        changed = idx.clone()
+        changed[0, s] = (changed[0, s] + 1) % V
+        diff = (model(changed)[0][0] - logits).abs().amax(-1)  # (T,) per position
+        for t in range(T):
+            if t - reach < s <= t:
+                assert diff[t] > 1e-5, f"position {t} does not see token {s}"
+            else:
+                assert diff[t] <= 1e-6, f"position {t} sees token {s}"
