@@ -2,37 +2,44 @@
 Benchmarks, printed as one line each in the same format.
 
     python bench.py                                       # training step of the default CPU model
-    python bench.py config/train_shakespeare_char.py      # any training config's model
+    python bench.py config/train_shakespeare_char.py      # any training config's model, exactly as train.py builds it
     python bench.py --bench=sample --out_dir=out          # sampling from a checkpoint: without and with the KV cache
     python bench.py config/train_shakespeare_char.py --bench=sample   # from that config's out_dir
 
-train: ms/iter, tokens/s, MFU (where the device's peak is known) and peak memory, on random tokens.
+train: ms/iter, tokens/s, MFU (where the device's peak is known) and peak memory, on random tokens. The model is
+the one train.py builds from the same config: its vocabulary comes from the dataset's meta.json when the dataset is
+prepared, else from what the dataset's prepare.py makes by default (65 characters for shakespeare_char, GPT-2's
+50,257 BPE tokens for shakespeare and tinystories).
 sample: num_samples x max_new_tokens from a checkpoint (or a random model of the config) three ways:
   uncached, one sample after another  (nanoGPT's sample.py: the whole context through the model per token)
   uncached, the samples batched
   KV cache, the samples batched       (prefill once, then one-token decode steps)
+and two gains, each measured in this run: batching (the first vs the second) and the KV cache (the second vs the third).
 """
 import os
+import sys
 import time
-from contextlib import nullcontext
 from dataclasses import fields
 
 import torch
 
 from configurator import configure
-from model import GPT, GPTConfig, load_checkpoint
+from data.common import dataset_vocab_size
+from model import GPT, GPTConfig, device_setup, load_checkpoint, model_config, peak_flops
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train' or 'sample'
-# the model (ignored for bench='sample' when out_dir holds a checkpoint)
+# the model: the same keys and defaults as train.py (ignored for bench='sample' when out_dir holds a checkpoint)
+data_dir = 'data'
+dataset = 'shakespeare_char'  # where the vocabulary size comes from (vocab_size None)
 batch_size = 32
 block_size = 64
-vocab_size = 65
 n_layer = 2
 n_head = 4
 n_embd = 128
 dropout = 0.0
 bias = False
+vocab_size = None  # None: the dataset's (see above)
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals()})  # every variant flag
 # train
 learning_rate = 1e-3
@@ -48,43 +55,49 @@ top_k = 200
 # system
 seed = 1337
 device = None  # None: cuda, then mps, then cpu
-dtype = None  # None: bfloat16 on CUDA where supported, else float32
+dtype = None  # None: bfloat16 on CUDA where supported, else float16; float32 off CUDA (model.device_setup)
 compile = None  # None: on for CUDA only (bench=sample: compiles the decode step)
+device_peak_flops = None  # MFU's denominator; None: model.PEAK_FLOPS by device name and dtype
 # -----------------------------------------------------------------------------
 # training configs also set these; the benchmark has no use for them
-TRAIN_ONLY = ('eval_interval', 'log_interval', 'eval_iters', 'eval_only', 'init_from', 'data_dir', 'dataset',
-              'gradient_accumulation_steps', 'max_iters', 'weight_decay', 'beta1', 'beta2', 'grad_clip', 'decay_lr',
-              'warmup_iters', 'lr_decay_iters', 'min_lr', 'backend', 'nan_policy')
+TRAIN_ONLY = ('eval_interval', 'log_interval', 'eval_iters', 'eval_only', 'init_from', 'gradient_accumulation_steps',
+              'max_iters', 'weight_decay', 'beta1', 'beta2', 'grad_clip', 'decay_lr', 'warmup_iters',
+              'lr_decay_iters', 'min_lr', 'backend', 'nan_policy')
 config = configure(globals(), file_only_keys=TRAIN_ONLY)
-if device is None:
-    device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
-device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
-if dtype is None:
-    dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
-compile = device_type == 'cuda' if compile is None else compile
-ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
-ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
-device_name = torch.cuda.get_device_name(device) if device_type == 'cuda' else device_type
-torch.manual_seed(seed)
-torch.backends.cuda.matmul.allow_tf32 = True
-
 if bench not in ('train', 'sample'):
-    raise SystemExit(f"error: bench must be 'train' or 'sample', got '{bench}'")
+    sys.exit(f"error: bench must be 'train' or 'sample', got '{bench}'")
+if steps < 1 or warmup_steps < 0:
+    sys.exit(f"error: steps must be >= 1 and warmup_steps >= 0, got steps={steps}, warmup_steps={warmup_steps}")
+try:
+    device, device_type, dtype, ctx, device_name = device_setup(device, dtype)
+except ValueError as e:
+    sys.exit(f"error: {e}")
+compile = device_type == 'cuda' if compile is None else compile
+peak = device_peak_flops or peak_flops(device_name, dtype)
+torch.manual_seed(seed)
+
 if bench == 'sample' and out_dir:
-    if not os.path.exists(os.path.join(out_dir, f'{ckpt}.pt')):
-        raise SystemExit(f"error: no checkpoint at {os.path.join(out_dir, f'{ckpt}.pt')}; train one first, or pass "
-                         f"--out_dir='' to time a randomly initialised model")
-    try:
-        checkpoint = load_checkpoint(os.path.join(out_dir, f'{ckpt}.pt'))
-    except ValueError as e:
-        raise SystemExit(f"error: {e}")
-    model = GPT.from_checkpoint(checkpoint)
     source = os.path.join(out_dir, f'{ckpt}.pt')
+    if not os.path.exists(source):
+        sys.exit(f"error: no checkpoint at {source}; train one first, or pass --out_dir='' to time a randomly "
+                 f"initialised model")
+    try:
+        model = GPT.from_checkpoint(load_checkpoint(source))
+    except ValueError as e:
+        sys.exit(f"error: {e}")
 else:
-    model = GPT(GPTConfig(**{f.name: config[f.name] for f in fields(GPTConfig)}))
-    source = 'random init'
+    dataset_vocab, source = dataset_vocab_size(os.path.join(data_dir, dataset))
+    if dataset_vocab is None and vocab_size is None:
+        sys.exit(f"error: no vocabulary size for dataset '{dataset}': prepare it (python data/{dataset}/prepare.py) "
+                 f"or pass --vocab_size=N")
+    try:
+        model = GPT(GPTConfig(**model_config(config, dataset_vocab or vocab_size, f"dataset '{dataset}'")))
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    source = f"random init, vocabulary from {source}" if vocab_size is None else "random init"
 model.to(device)
-params = f"{model.get_num_params() / 1e6:.2f}M params"
+params = f"{model.get_num_params(non_embedding=False):,} params"
+print(f"model: {model.config} ({source})")
 
 
 def sync():
@@ -107,6 +120,7 @@ if bench == 'train':
     Y = torch.randint(model.config.vocab_size, (batch_size, model.config.block_size), device=device)
 
     def train_steps(n):
+        loss = None
         for _ in range(n):
             with ctx:
                 _, loss = step_model(X, Y)
@@ -121,11 +135,11 @@ if bench == 'train':
     loss, dt = timed(lambda: train_steps(steps))
     dt /= steps
     tokens = batch_size * model.config.block_size
-    mfu = model.estimate_mfu(tokens, dt, device_name)
+    mfu = model.estimate_mfu(tokens / dt, peak)
     mem = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device_type == 'cuda' else 'n/a'
-    print(f"train | {params} | {device_name} {dtype} compile={compile} | {1000 * dt:.1f} ms/iter "
-          f"| {tokens / dt:,.0f} tok/s | mfu {'n/a' if mfu is None else f'{100 * mfu:.1f}%'} | peak mem {mem} "
-          f"| loss {loss.item():.4f}")
+    print(f"train | {params} | {model.flops_per_token():,} FLOPs/token | {device_name} {dtype} compile={compile} "
+          f"| {1000 * dt:.2f} ms/iter | {tokens / dt:,.0f} tok/s | mfu {'n/a' if mfu is None else f'{100 * mfu:.2f}%'} "
+          f"| peak mem {mem} | loss {loss.item():.4f}")
 
 else:
     model.eval()
@@ -144,12 +158,13 @@ else:
     run(True, True, n=model.config.block_size + 8)  # warm-up: kernels, compilation of the decode step
     run(False, True, n=8)
     tokens = num_samples * max_new_tokens
-    results = []
+    seconds = []
     for name, kv_cache, batched in (('uncached, one sample after another', False, False),
                                     ('uncached, batched', False, True),
                                     ('KV cache, batched', True, True)):
         _, dt = timed(lambda: run(kv_cache, batched))
-        results.append(dt)
+        seconds.append(dt)
         print(f"sample | {params} | {device_name} {dtype} compile={compile and kv_cache} | {name:<34} "
-              f"| {num_samples} x {max_new_tokens} tokens in {dt:.2f} s | {tokens / dt:,.0f} tok/s", flush=True)
-    print(f"sample | {source} | KV cache vs uncached one after another: {results[0] / results[2]:.1f}x faster")
+              f"| {num_samples} x {max_new_tokens} tokens in {dt:.4f} s | {tokens / dt:,.0f} tok/s", flush=True)
+    print(f"sample | {source} | batching {seconds[0] / seconds[1]:.2f}x (uncached: one after another -> batched) "
+          f"| KV cache {seconds[1] / seconds[2]:.2f}x (batched: uncached -> cached)")

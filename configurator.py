@@ -81,10 +81,8 @@ def coerce(key, value, default):
     raise ConfigError(f"{key} = {value!r}: expected {kind.__name__} (default is {default!r})")
 
 
-def parse_config(defaults, argv, file_only_keys=()):
-    """Return {key: value} for the keys of `defaults` after applying config files and overrides in argv.
-    file_only_keys may appear in config files and are skipped (bench.py reads training configs)."""
-    known = list(defaults)
+def split_args(defaults, argv):
+    """argv as (config files, [(key, value string)]): `--key=value`, `--key value` and a bare `--flag` for a bool."""
     files, overrides = [], []
     args = list(argv)
     while args:
@@ -102,6 +100,14 @@ def parse_config(defaults, argv, file_only_keys=()):
             elif key in defaults:
                 raise ConfigError(f"--{key} needs a value: --{key}=VALUE")
         overrides.append((key, value))
+    return files, overrides
+
+
+def parse_config(defaults, argv, file_only_keys=()):
+    """Return {key: value} for the keys of `defaults` after applying config files and overrides in argv.
+    file_only_keys may appear in config files and are skipped (bench.py reads training configs)."""
+    known = list(defaults)
+    files, overrides = split_args(defaults, argv)
     config = dict(defaults)
     for path in files:
         if not os.path.isfile(path):

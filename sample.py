@@ -1,27 +1,28 @@
 """
 Sample from a trained mini-GPT.
 
-    python sample.py --start "ROMEO:" --num_samples=3 --max_new_tokens=300
+    python sample.py --start "ROMEO:" --num_samples=3 --max_new_tokens=300   # the most recently trained model
     python sample.py --start FILE:prompt.txt --temperature=0.8 --top_p=0.9 --out_dir=out
     python sample.py --start "One day" --stop_at_eot      # a TinyStories model: one story each
     python sample.py --start "ROMEO:" --show_probs --max_new_tokens=20   # the top-5 candidates at every step
     python sample.py --start "ROMEO:" --attention=attn.png               # attention maps of the prompt
 
+Without --out_dir it samples from the most recently trained out*/ directory here, and says which.
 Samples are generated together in one batch with a key/value cache (--kv_cache=False runs the plain
 reference path). A single sample streams to the terminal as it is produced.
 """
+import glob
 import os
 import sys
-from contextlib import nullcontext
 
 import torch
 
 from configurator import configure
 from data.common import Tokenizer, read_text
-from model import GPT, load_checkpoint
+from model import GPT, device_setup, load_checkpoint
 
 # -----------------------------------------------------------------------------
-out_dir = 'out'  # where train.py wrote its checkpoints
+out_dir = ''  # where train.py wrote its checkpoints; '' = the most recently trained out*/ directory here
 ckpt = 'best'  # 'best' (lowest val loss), 'last', or a path to a .pt file
 start = '\n'  # the prompt, or FILE:path to read it from a file
 num_samples = 3
@@ -35,7 +36,7 @@ show_probs = False  # print the top-5 candidates and their probabilities for eve
 attention = ''  # save the prompt's attention maps per layer and head to this .png (ASCII when matplotlib is missing)
 seed = 1337
 device = None  # None: cuda, then mps, then cpu
-dtype = None  # None: bfloat16 on CUDA where supported, else float32
+dtype = None  # None: bfloat16 on CUDA where supported, else float16; float32 off CUDA (model.device_setup)
 compile = False  # torch.compile the one-token decode step (CUDA)
 # -----------------------------------------------------------------------------
 configure(globals())
@@ -47,15 +48,28 @@ if top_k < 0:
     sys.exit(f"error: top_k must be >= 0 (0 = no limit), got {top_k}")
 if num_samples < 1 or max_new_tokens < 0:
     sys.exit("error: num_samples must be >= 1 and max_new_tokens >= 0")
-if device is None:
-    device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
-device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
-if dtype is None:
-    dtype = 'bfloat16' if device_type == 'cuda' and torch.cuda.is_bf16_supported() else 'float32'
-ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
-ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
+try:
+    device, device_type, dtype, ctx, _ = device_setup(device, dtype)
+except ValueError as e:
+    sys.exit(f"error: {e}")
 torch.manual_seed(seed)
 
+
+def latest_out_dir():
+    """The out*/ directory here (or one below it, as out-ladder/08_residual) with a {ckpt}.pt whose newest checkpoint
+    was written last: the model trained most recently."""
+    folders = [os.path.dirname(p) for p in glob.glob(f'out*/{ckpt}.pt') + glob.glob(f'out*/*/{ckpt}.pt')]
+    written = {f: max(os.path.getmtime(p) for p in glob.glob(os.path.join(glob.escape(f), '*.pt'))) for f in folders}
+    return max(written, key=written.get) if written else None
+
+
+if ckpt in ('best', 'last') and not out_dir:
+    out_dir = latest_out_dir()
+    if out_dir is None:
+        sys.exit("error: no checkpoint in any out*/ directory here; train one first (python train.py), or name one "
+                 "with --out_dir")
+    print(f"note: sampling from {os.path.join(out_dir, f'{ckpt}.pt')}, the most recently trained here "
+          f"(--out_dir to choose another)", file=sys.stderr)
 path = os.path.join(out_dir, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
 if not os.path.exists(path):
     sys.exit(f"error: no checkpoint at {path}; train one first: python train.py --out_dir={out_dir}")

@@ -1,5 +1,5 @@
 """
-Train a mini-GPT, on one CPU, one GPU, or many GPUs with DDP.
+Train a mini-GPT, on one CPU, one GPU, or many processes with DDP.
 
     python train.py                                  # the default: char-level shakespeare, ~2 min on a 2-core CPU
     python train.py config/train_shakespeare_char.py --max_iters=2000
@@ -15,7 +15,6 @@ import shutil
 import signal
 import sys
 import time
-from contextlib import nullcontext
 from dataclasses import fields
 
 import numpy as np
@@ -24,9 +23,10 @@ from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from configurator import configure
+from configurator import configure, split_args
 from data.common import dataset_problem, load_meta
-from model import GPT, GPTConfig, clean_state_dict, load_checkpoint, save_checkpoint
+from model import (GPT, GPTConfig, clean_state_dict, device_setup, load_checkpoint, model_config, peak_flops,
+                   save_checkpoint)
 
 # -----------------------------------------------------------------------------
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
@@ -41,7 +41,7 @@ seed = 1337
 # data
 data_dir = 'data'
 dataset = 'shakespeare_char'
-gradient_accumulation_steps = 1
+gradient_accumulation_steps = 1  # micro-batches of batch_size per optimizer step, counted over all processes
 batch_size = 32
 block_size = 64
 # model
@@ -70,13 +70,15 @@ lr_decay_iters = None  # None: max_iters
 min_lr = 1e-4
 # system
 device = None  # None: cuda, then mps, then cpu; or 'cpu', 'cuda', 'cuda:1', 'mps'
-dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; float32 off CUDA
+dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; float32 off CUDA (TF32 matmuls on CUDA)
 compile = None  # None: torch.compile on CUDA only
 backend = 'nccl'  # DDP backend on CUDA ('gloo' is used on CPU)
+device_peak_flops = None  # MFU's denominator for one device; None: model.PEAK_FLOPS by device name and dtype
 # -----------------------------------------------------------------------------
 config = configure(globals())
-config_name = '+'.join(os.path.basename(a) for a in sys.argv[1:] if not a.startswith('--')) or 'default'
-overrides = ' '.join(a for a in sys.argv[1:] if a.startswith('--'))
+config_files, config_overrides = split_args(config, sys.argv[1:])
+config_name = '+'.join(os.path.basename(f) for f in config_files) or 'default'
+overrides = ' '.join(f"--{k}={v}" for k, v in config_overrides)
 # -----------------------------------------------------------------------------
 # setup
 if init_from not in ('scratch', 'resume'):
@@ -84,36 +86,48 @@ if init_from not in ('scratch', 'resume'):
 if nan_policy not in ('stop', 'skip'):
     sys.exit(f"error: nan_policy must be 'stop' or 'skip', got '{nan_policy}'")
 lr_decay_iters = max_iters if lr_decay_iters is None else lr_decay_iters
-if device is None:
-    device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+try:
+    device, device_type, dtype, ctx, device_name = device_setup(device, dtype)
+except ValueError as e:
+    sys.exit(f"error: {e}")
 ddp = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun?
+rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')) if ddp else (0, 0, 1)
+master_process = rank == 0
+
+
+def split_batch(accum, batch, n):
+    """The batch rule: an optimizer step takes accum x batch sequences (the config's), whatever the number of
+    processes n. Each process takes 1/n of them, in micro-batches of at most batch sequences (the largest size that
+    divides its share). Returns (micro-steps, micro-batch) per process; None if the sequences do not divide by n."""
+    share, rest = divmod(accum * batch, n)
+    if rest:
+        return None
+    micro = max(b for b in range(1, min(batch, share) + 1) if share % b == 0)
+    return share // micro, micro
+
+
+split = split_batch(gradient_accumulation_steps, batch_size, world_size)
+if split is None:
+    total = gradient_accumulation_steps * batch_size
+    fits = [n for n in range(1, total + 1) if total % n == 0]
+    sys.exit(f"error: an optimizer step takes gradient_accumulation_steps x batch_size = {gradient_accumulation_steps}"
+             f" x {batch_size} = {total} sequences, which do not divide among {world_size} processes: run "
+             f"{', '.join(map(str, fits[:12]))}{' ...' if len(fits) > 12 else ''} processes, or make the product a "
+             f"multiple of {world_size}" if master_process else 1)
+micro_steps, micro_batch = split
+tokens_per_iter = world_size * micro_steps * micro_batch * block_size  # = gradient_accumulation_steps * batch_size * T
 if ddp:
-    init_process_group(backend=backend if device.startswith('cuda') else 'gloo')
-    rank, local_rank, world_size = int(os.environ['RANK']), int(os.environ['LOCAL_RANK']), int(os.environ['WORLD_SIZE'])
-    if device.startswith('cuda'):
+    if device_type == 'cuda':
+        gpus = torch.cuda.device_count()
+        if int(os.environ['LOCAL_WORLD_SIZE']) > gpus:
+            sys.exit(f"error: {os.environ['LOCAL_WORLD_SIZE']} processes on this machine, but it has {gpus} GPUs: "
+                     f"one process per GPU (--nproc_per_node={gpus}), or --device=cpu" if master_process else 1)
         device = f'cuda:{local_rank}'
         torch.cuda.set_device(device)
-    if gradient_accumulation_steps % world_size:
-        sys.exit(f"error: gradient_accumulation_steps={gradient_accumulation_steps} must be a multiple of "
-                 f"the number of processes ({world_size})")
-    gradient_accumulation_steps //= world_size
-else:
-    rank, world_size = 0, 1
-master_process = rank == 0
-device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
-if dtype is None:
-    dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device_type == 'cuda' else 'float32'
-if dtype not in ('float32', 'bfloat16', 'float16'):
-    sys.exit(f"error: dtype must be float32, bfloat16 or float16, got '{dtype}'")
+    init_process_group(backend=backend if device_type == 'cuda' else 'gloo')
+peak = device_peak_flops or peak_flops(device_name, dtype)
 compile = device_type == 'cuda' if compile is None else compile
-tokens_per_iter = gradient_accumulation_steps * world_size * batch_size * block_size
-
-torch.manual_seed(seed + rank)
-torch.backends.cuda.matmul.allow_tf32 = True
-torch.backends.cudnn.allow_tf32 = True
-ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}[dtype]
-ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
-device_name = torch.cuda.get_device_name(device) if device_type == 'cuda' else device_type
+torch.manual_seed(seed + rank)  # dropout differs between processes; the data order does not (data_rng below)
 
 # data: train.bin / val.bin are flat memmaps of token ids written by data/<dataset>/prepare.py
 data_path = os.path.join(data_dir, dataset)
@@ -152,24 +166,27 @@ def batch_at(split, ix):
     return x.to(device), y.to(device)
 
 
-data_rng = torch.Generator().manual_seed(seed + rank)  # checkpointed, so a resumed run draws the same batches
-batch_rng_state = data_rng.get_state()  # the state before the pending (prefetched) batch was drawn
+data_rng = torch.Generator().manual_seed(seed)  # the same on every process; checkpointed for an exact resume
+batch_rng_state = data_rng.get_state()  # the state before the pending (prefetched) step's batches were drawn
 
 
-def get_train_batch():
+def get_step_batches():
+    """This process's micro-batches of the next optimizer step. Every step draws the config's accum x batch
+    sequences and process r takes the r-th share: the same sequences, and so the same curve, for any world size."""
     global batch_rng_state
     batch_rng_state = data_rng.get_state()
-    return batch_at('train', torch.randint(n_tokens['train'] - block_size, (batch_size,), generator=data_rng))
+    ix = torch.randint(n_tokens['train'] - block_size, (world_size, micro_steps, micro_batch), generator=data_rng)
+    return [batch_at('train', i) for i in ix[rank]]
 
 
 eval_rng = torch.Generator().manual_seed(seed)
 eval_ix = {s: torch.randint(n - block_size, (eval_iters, batch_size), generator=eval_rng) for s, n in n_tokens.items()}
 
 # model
-model_args = {f.name: config[f.name] for f in fields(GPTConfig) if f.name in config}
-model_args['vocab_size'] = meta['vocab_size'] if vocab_size is None else vocab_size
-if model_args['vocab_size'] < meta['vocab_size']:
-    sys.exit(f"error: vocab_size={vocab_size} is smaller than the {meta['vocab_size']} tokens of dataset '{dataset}'")
+try:
+    model_args = model_config(config, meta['vocab_size'], f"dataset '{dataset}'")
+except ValueError as e:
+    sys.exit(f"error: {e}")
 iter_num, best_val_loss, checkpoint = 0, float('inf'), None
 last_path, best_path = os.path.join(out_dir, 'last.pt'), os.path.join(out_dir, 'best.pt')
 if init_from == 'resume':  # every check before anything is written
@@ -191,11 +208,7 @@ if init_from == 'resume':  # every check before anything is written
                  f"resume with the config it was trained with")
     model_args = dict(checkpoint['model_args'], dropout=dropout)  # the model is the checkpoint's; dropout may change
     iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
-try:
-    gptconf = GPTConfig(**model_args)
-except ValueError as e:
-    sys.exit(f"error: {e}")
-model = GPT(gptconf)
+model = GPT(GPTConfig(**model_args))
 
 if master_process:  # fail now, not after an hour of training, if checkpoints cannot be written
     try:
@@ -207,7 +220,7 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
         sys.exit(f"error: out_dir '{out_dir}' is not writable ({e.strerror})")
     ckpt_bytes = 12 * model.get_num_params(non_embedding=False)  # float32 weights and AdamW's two moments
     free = shutil.disk_usage(out_dir).free
-    ours = sum(os.path.getsize(p) for p in (last_path, best_path) if os.path.exists(p))  # to be replaced
+    ours = sum(os.path.getsize(p) for p in (last_path, best_path) if os.path.isfile(p))  # to be replaced
     if free + ours < 3 * ckpt_bytes:  # last.pt, best.pt, and the temporary file of the save in progress
         sys.exit(f"error: out_dir '{out_dir}' has {free / 1e6:,.1f} MB free; this model's checkpoints need "
                  f"{3 * ckpt_bytes / 1e6:,.1f} MB (last.pt, best.pt and a temporary file while one is written): "
@@ -222,14 +235,14 @@ if checkpoint is not None:
     optimizer.load_state_dict(checkpoint['optimizer'])
     scaler.load_state_dict(checkpoint['scaler'])
     rng = checkpoint['rng']  # each process's random states
+    data_rng.set_state(rng[0]['data'])  # the data order is the same for any number of processes
     if len(rng) == world_size:
-        data_rng.set_state(rng[rank]['data'])
         torch.set_rng_state(rng[rank]['torch'])
         if 'cuda' in rng[rank] and device_type == 'cuda':
             torch.cuda.set_rng_state(rng[rank]['cuda'], device)
     elif master_process:
-        print(f"note: {last_path} was written by {len(rng)} processes and this run has {world_size}: batches and "
-              f"dropout continue from fresh random states, not exactly as an uninterrupted run would")
+        print(f"note: {last_path} was written by {len(rng)} processes and this run has {world_size}: the batches "
+              f"continue exactly, dropout from fresh random states")
 checkpoint = None  # free memory
 
 raw_model = model
@@ -241,6 +254,7 @@ if ddp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 
 
+# ----------------------------------------------------------------------------- helpers of the training loop
 @torch.no_grad()
 def estimate_loss():
     """Mean loss over the same eval_iters batches of each split every time, so evals compare across runs."""
@@ -269,6 +283,22 @@ def get_lr(it):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
+def agree(*values):
+    """Integers every process agrees on: the maximum over all processes of each value (DDP), read on the CPU.
+    A collective call: every process makes it at the same step."""
+    flags = torch.stack([torch.as_tensor(v, device=device).long().reshape(()) for v in values])
+    if ddp:
+        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+    return flags.tolist()
+
+
+def stop(message, code=1):
+    """Every process stops; rank 0 prints the one error line."""
+    if ddp:
+        destroy_process_group()
+    sys.exit(message if master_process else code)
+
+
 def rng_states():
     """Every process's random states, a list by rank (DDP: a collective call, so every process makes it)."""
     rng = {'data': batch_rng_state, 'torch': torch.get_rng_state()}
@@ -282,10 +312,9 @@ def rng_states():
 
 
 def write_checkpoint(path, rngs):
-    """Everything an exact resume needs, replaced atomically (model.save_checkpoint); never a non-finite model."""
+    """Everything an exact resume needs, replaced atomically (model.save_checkpoint); None, or why it was not."""
     if not all(p.isfinite().all() for p in raw_model.parameters()):
-        sys.exit(f"error: the weights are not finite at iter {iter_num}: not saved, {path} is untouched; "
-                 f"lower learning_rate")
+        return f"the weights are not finite at iter {iter_num}: not saved, {path} is untouched; lower learning_rate"
     try:
         save_checkpoint({
             'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
@@ -293,12 +322,123 @@ def write_checkpoint(path, rngs):
             'tokenizer': tokenizer, 'rng': rngs,
         }, path)
     except OSError as e:
-        sys.exit(f"error: cannot write {path} at iter {iter_num} ({e.strerror}); the previous one is intact: "
-                 f"free some space, then resume with --init_from=resume")
+        return (f"cannot write {path} at iter {iter_num} ({e.strerror}); the previous one is intact: free some "
+                f"space, then resume with --init_from=resume")
+    return None
+
+
+def save(paths):
+    """Rank 0 writes the checkpoint to each path; a failed write stops every process (none is left waiting)."""
+    rngs = rng_states()
+    error = next(filter(None, (write_checkpoint(p, rngs) for p in paths)), None) if master_process else None
+    if agree(error is not None)[0]:
+        stop(f"error: {error}")
+
+
+def evaluate_and_checkpoint():
+    """Eval both splits; save last.pt (and best.pt when val improved); a non-finite eval loss stops unsaved."""
+    global best_val_loss
+    losses = estimate_loss()
+    if not all(math.isfinite(v) for v in losses.values()):
+        stop(f"error: the eval loss is not finite at iter {iter_num} (train {losses['train']}, val {losses['val']}): "
+             f"the model has diverged; not saved, {last_path} is untouched; lower learning_rate")
+    improved = agree(master_process and losses['val'] < best_val_loss)[0]  # rank 0 decides for all
+    best_val_loss = min(best_val_loss, losses['val'])
+    paths = [last_path] if iter_num > start_iter or iter_num == max_iters else []
+    if improved and iter_num > 0:  # also right after a resume, when the stopped run saved before its eval
+        paths.append(best_path)
+    if paths:
+        save(paths)
+    if master_process:
+        bar.write(f"eval {iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} "
+                  f"| best val {best_val_loss:.4f} | {time.time() - t_start:.1f} s")
+
+
+def train_step(batches):
+    """Forward and backward over this process's micro-batches, then unscale and clip. Returns the last micro-batch's
+    loss (a device tensor), the gradient norm, and whether anything was non-finite (a device tensor: no sync)."""
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    for micro_step, (X, Y) in enumerate(batches):
+        if ddp:  # only sync gradients on the last micro step
+            model.require_backward_grad_sync = micro_step == micro_steps - 1
+        with ctx:
+            _, loss = model(X, Y)
+            loss = loss / micro_steps
+        nonfinite |= ~loss.detach().isfinite()
+        scaler.scale(loss).backward()
+    grad_norm = None
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        if not scaler.is_enabled():  # float16: the GradScaler skips steps with inf gradients itself, by design
+            nonfinite |= ~grad_norm.isfinite()
+    return loss.detach() * micro_steps, grad_norm, nonfinite
+
+
+def must_sync(it):
+    """Reading device flags makes the CPU wait for the GPU (this step no longer overlaps the next), so it happens
+    only where it must: every step for nan_policy='skip', at log lines, before evals and the end, after a signal
+    (without DDP: under DDP every process must decide at the same step, so a signal waits for the next log line)."""
+    return (nan_policy == 'skip' or (signal_received is not None and not ddp) or (it + 1) % log_interval == 0
+            or (it + 1) % eval_interval == 0 or it + 1 >= max_iters)
+
+
+def nan_check(loss, grad_norm, nonfinite):
+    """nan_policy: 'stop' exits at the first non-finite step (found at the next sync); 'skip' skips such a step
+    (returns True) and stops after 10 in a row. Also returns whether any process has had a stop signal."""
+    global first_bad, skipped, skipped_in_a_row
+    first_bad = torch.where(nonfinite & (first_bad < 0), iter_num, first_bad)  # on the device: no sync
+    if not must_sync(iter_num):
+        return False, False
+    bad_iter, stop_signal = agree(first_bad, signal_received is not None)
+    if bad_iter >= 0 and nan_policy == 'stop':
+        stop(f"error: non-finite loss or gradient at iter {bad_iter}: stopped, nothing saved, {last_path} is "
+             f"untouched; lower learning_rate, or pass --nan_policy=skip to skip such steps")
+    if bad_iter < 0:
+        skipped_in_a_row = 0
+        return False, stop_signal
+    first_bad.fill_(-1)
+    skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
+    what = f"loss {loss.item():.4g}" + ('' if grad_norm is None else f", gradient norm {grad_norm.item():.4g}")
+    if skipped_in_a_row == 10:
+        stop(f"error: 10 steps in a row with a non-finite loss or gradient, up to iter {iter_num} ({what}): the model "
+             f"has diverged; lower learning_rate")
+    if master_process:
+        bar.write(f"iter {iter_num}: non-finite loss or gradient ({what}): step skipped, {skipped} so far")
+    return True, stop_signal
 
 
 def fmt_mfu(mfu):
     return 'n/a' if mfu is None else f"{100 * mfu:.1f}%"
+
+
+def log(loss, lr):
+    """One line per log_interval steps: the rate over the steps since the last line (evals and the first, compiling
+    step left out); MFU per device (the tokens of all processes / world_size)."""
+    global t_log, log_iter
+    if device_type == 'cuda':
+        torch.cuda.synchronize()
+    steps, seconds = iter_num - log_iter, time.time() - t_log
+    t_log, log_iter = time.time(), iter_num
+    if not master_process or steps == 0:
+        return
+    dt = seconds / steps
+    tok_s = tokens_per_iter / dt
+    mfu = raw_model.estimate_mfu(tok_s / world_size, peak)
+    line = (f"iter {iter_num:>6} | loss {loss.item():.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s | mfu {fmt_mfu(mfu)} "
+            f"| {1000 * dt:.1f} ms/iter" + (f" | {skipped} skipped" if skipped else ''))
+    if show_bar:
+        bar.set_postfix_str(line.split(' | ', 1)[1])
+    else:
+        print(line, flush=True)
+
+
+def open_rate_window():
+    """The rate of the log lines starts after the first step (compilation, allocator warm-up)."""
+    global t_log, log_iter
+    if device_type == 'cuda':
+        torch.cuda.synchronize()
+    t_log, log_iter = time.time(), iter_num
 
 
 signal_received = None  # SIGTERM or SIGINT (Ctrl-C): finish the step, save last.pt, say how to resume, exit
@@ -311,17 +451,36 @@ def on_signal(signum, frame):
         signal.signal(signum, signal.SIG_DFL)  # passes every signal on, and schedulers send SIGTERM more than once
 
 
+def save_and_exit():
+    """After a signal: save last.pt, print how to resume, exit 128 + the signal number as a shell does."""
+    save([last_path])
+    bar.close()
+    if master_process:
+        launcher = f"torchrun --standalone --nproc_per_node={world_size}" if ddp else "python"
+        args = [a for a in sys.argv[1:] if not a.startswith('--init_from=')] + ['--init_from=resume']
+        print(f"stopped at iter {iter_num}: saved {last_path}; resume with: {launcher} {sys.argv[0]} "
+              f"{shlex.join(args)}", flush=True)
+    if ddp:
+        torch.distributed.barrier()  # no process exits (and makes torchrun stop the others) before the save
+        destroy_process_group()
+    sys.exit(128 + (signal_received or signal.SIGTERM))  # 130 for SIGINT, 143 for SIGTERM
+
+
 # -----------------------------------------------------------------------------
 # training loop
 if master_process:
-    print(f"model: {gptconf}")
-    print(f"{raw_model.get_num_params() / 1e6:.2f}M params | {tokens_per_iter:,} tokens/iter | device {device_name} "
-          f"| dtype {dtype} | compile {compile} | ddp world {world_size}")
+    print(f"model: {raw_model.config}")
+    print(f"params {raw_model.get_num_params(non_embedding=False):,} total | {raw_model.get_num_params():,} "
+          f"non-embedding (without lookup tables: the N of 6N) | {raw_model.flops_per_token():,} FLOPs/token "
+          f"| device {device_name} | dtype {dtype} | compile {compile}")
+    print(f"batch {world_size} processes x {micro_steps} micro-steps x {micro_batch} x {block_size} tokens = "
+          f"{tokens_per_iter:,} tokens per optimizer step (gradient_accumulation_steps x batch_size = "
+          f"{gradient_accumulation_steps} x {batch_size} sequences, the same for any number of processes)")
 show_bar = master_process and sys.stderr.isatty()
 bar = tqdm(total=max_iters, initial=iter_num, disable=not show_bar, dynamic_ncols=True, unit='it')
 for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, on_signal)
-X, Y = get_train_batch()
+batches = get_step_batches()
 t_start = t_log = time.time()
 start_iter = log_iter = iter_num
 skipped = skipped_in_a_row = 0  # steps skipped for a non-finite loss or gradient (nan_policy='skip')
@@ -329,21 +488,7 @@ first_bad = torch.tensor(-1, device=device)  # the first step with a non-finite 
 while True:
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
         t_eval = time.time()
-        losses = estimate_loss()
-        if not all(math.isfinite(v) for v in losses.values()):
-            sys.exit(f"error: the eval loss is not finite at iter {iter_num} (train {losses['train']}, val "
-                     f"{losses['val']}): the model has diverged; not saved, {last_path} is untouched; lower "
-                     f"learning_rate")
-        rngs = rng_states()
-        if master_process:
-            improved = losses['val'] < best_val_loss
-            best_val_loss = min(best_val_loss, losses['val'])
-            if iter_num > start_iter or iter_num == max_iters:
-                write_checkpoint(last_path, rngs)
-            if improved and iter_num > 0:  # also right after a resume, when the stopped run saved before its eval
-                write_checkpoint(best_path, rngs)
-            bar.write(f"eval {iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} "
-                      f"| best val {best_val_loss:.4f} | {time.time() - t_start:.1f} s")
+        evaluate_and_checkpoint()
         t_log += time.time() - t_eval  # eval time does not count against tokens/s
     if iter_num >= max_iters or eval_only:
         break
@@ -351,88 +496,31 @@ while True:
     lr = get_lr(iter_num)
     for param_group in optimizer.param_groups:
         param_group['lr'] = lr
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
-    for micro_step in range(gradient_accumulation_steps):
-        if ddp:  # only sync gradients on the last micro step
-            model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
-        with ctx:
-            _, loss = model(X, Y)
-            loss = loss / gradient_accumulation_steps
-        nonfinite |= ~loss.detach().isfinite()
-        X, Y = get_train_batch()  # prefetch the next batch while the GPU works on this one
-        scaler.scale(loss).backward()
-    grad_norm = None
-    if grad_clip > 0:
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        if not scaler.is_enabled():  # float16: the GradScaler skips steps with inf gradients itself, by design
-            nonfinite |= ~grad_norm.isfinite()
-    first_bad = torch.where(nonfinite & (first_bad < 0), iter_num, first_bad)  # on the device: no sync
-    # reading it makes the CPU wait for the GPU (this step no longer overlaps the next), so that happens only where
-    # it must: every step for nan_policy='skip', at log lines, before evals and the end, and after a signal
-    stop = signal_received is not None and not ddp
-    if nan_policy == 'skip' or stop or (iter_num + 1) % log_interval == 0 or (iter_num + 1) % eval_interval == 0 \
-            or iter_num + 1 >= max_iters:
-        flags = torch.stack([first_bad, torch.full_like(first_bad, signal_received is not None)])
-        if ddp:  # every process takes the same decision at the same step
-            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        bad_iter, stop = flags.tolist()
-        if bad_iter >= 0 and nan_policy == 'stop':
-            sys.exit(f"error: non-finite loss or gradient at iter {bad_iter}: stopped, nothing saved, {last_path} is "
-                     f"untouched; lower learning_rate, or pass --nan_policy=skip to skip such steps"
-                     if master_process else 1)
-    if nan_policy == 'skip' and bad_iter < 0:
-        skipped_in_a_row = 0
-    elif nan_policy == 'skip':
-        first_bad.fill_(-1)
-        skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
-        what = f"loss {loss.item() * gradient_accumulation_steps:.4g}"
-        what += '' if grad_norm is None else f", gradient norm {grad_norm.item():.4g}"
-        if skipped_in_a_row == 10:
-            sys.exit(f"error: 10 steps in a row with a non-finite loss or gradient, up to iter {iter_num} ({what}): "
-                     f"the model has diverged; lower learning_rate" if master_process else 1)
-        if master_process:
-            bar.write(f"iter {iter_num}: non-finite loss or gradient ({what}): step skipped, {skipped} so far")
-        if not scaler.is_enabled():  # float16: the GradScaler skips a step with non-finite gradients itself
-            optimizer.zero_grad(set_to_none=True)  # no gradients: the optimizer step below changes nothing
+    loss, grad_norm, nonfinite = train_step(batches)
+    batches = get_step_batches()  # prefetch the next step's batches while the GPU works on this one
+    skip, stop_signal = nan_check(loss, grad_norm, nonfinite)
+    if skip and not scaler.is_enabled():  # float16: the GradScaler skips a step with non-finite gradients itself
+        optimizer.zero_grad(set_to_none=True)  # no gradients: the optimizer step below changes nothing
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
     iter_num += 1
     bar.update(1)
 
-    if iter_num % log_interval == 0 and master_process:
-        lossf = loss.item() * gradient_accumulation_steps
-        dt = (time.time() - t_log) / (iter_num - log_iter)
-        t_log, log_iter = time.time(), iter_num
-        mfu = raw_model.estimate_mfu(tokens_per_iter, dt, device_name)
-        if show_bar:
-            bar.set_postfix_str(f"loss {lossf:.4f} | {tokens_per_iter / dt:,.0f} tok/s | mfu {fmt_mfu(mfu)}")
-        else:
-            print(f"iter {iter_num:>6} | loss {lossf:.4f} | lr {lr:.2e} | {tokens_per_iter / dt:,.0f} tok/s "
-                  f"| mfu {fmt_mfu(mfu)} | {1000 * dt:.1f} ms/iter" + (f" | {skipped} skipped" if skipped else ''),
-                  flush=True)
-    if stop:
-        rngs = rng_states()
-        bar.close()
-        if master_process:
-            write_checkpoint(last_path, rngs)
-            launcher = f"torchrun --standalone --nproc_per_node={world_size}" if ddp else "python"
-            args = [a for a in sys.argv[1:] if not a.startswith('--init_from=')] + ['--init_from=resume']
-            print(f"stopped at iter {iter_num}: saved {last_path}; resume with: {launcher} {sys.argv[0]} "
-                  f"{shlex.join(args)}", flush=True)
-        if ddp:
-            torch.distributed.barrier()  # no process exits (and makes torchrun stop the others) before the save
-            destroy_process_group()
-        sys.exit(128 + (signal_received or signal.SIGTERM))  # 130 for SIGINT, 143 for SIGTERM, as the shell does
+    if iter_num == start_iter + 1:
+        open_rate_window()
+    elif iter_num % log_interval == 0:
+        log(loss, lr)
+    if stop_signal:
+        save_and_exit()
 bar.close()
 train_seconds = time.time() - t_start
 
 if master_process and not eval_only:
-    n_params = raw_model.get_num_params()
+    n_params = raw_model.get_num_params(non_embedding=False)
     tokens = (iter_num - start_iter) * tokens_per_iter
     print(f"done {iter_num} iters | best val {best_val_loss:.4f} | {train_seconds:.1f} s training "
-          f"| {n_params / 1e6:.2f}M params | {tokens:,} tokens | checkpoints in {out_dir}"
+          f"| {n_params:,} params | {tokens:,} tokens | checkpoints in {out_dir}"
           + (f" | {skipped} steps skipped (non-finite)" if skipped else ''))
     results = os.path.join(out_dir, 'results.csv')
     new = not os.path.exists(results)

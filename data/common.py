@@ -236,6 +236,21 @@ def write_dataset(out_dir, train_ids, val_ids, meta):
     return meta
 
 
+# the vocabulary size each data/<name>/prepare.py makes from its default source: tiny shakespeare's 65 characters,
+# a-z and newline for names, GPT-2's BPE for the others. bench.py uses it where a dataset is not prepared.
+DEFAULT_VOCAB_SIZE = {'shakespeare_char': 65, 'names': 27, 'shakespeare': 50257, 'tinystories': 50257}
+
+
+def dataset_vocab_size(data_dir):
+    """(vocab_size, where it comes from): the prepared dataset's meta.json, else DEFAULT_VOCAB_SIZE, else (None, '')."""
+    try:
+        return load_meta(data_dir)['vocab_size'], os.path.join(data_dir, 'meta.json')
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    name = os.path.basename(os.path.normpath(data_dir))
+    return DEFAULT_VOCAB_SIZE.get(name), f"the default of data/{name}/prepare.py ({data_dir} is not prepared)"
+
+
 def load_meta(data_dir):
     with open(os.path.join(data_dir, 'meta.json')) as f:
         return json.load(f)

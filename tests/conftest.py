@@ -1,9 +1,15 @@
+import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+if os.environ.get('PYTEST_XDIST_WORKER'):  # several test processes share the cores: one thread each, as the scripts
+    torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / 'shared' / 'data'  # real text beside the checkout (absent in a user's clone)
@@ -44,3 +50,14 @@ def char_data(tmp_path):
     src.write_text(SAMPLE_TEXT * 40)
     run('data/shakespeare_char/prepare.py', '--input', src, '--out_dir', tmp_path / 'data' / 'shakespeare_char')
     return tmp_path / 'data'
+
+
+def script_keys(script):
+    """A script's config keys and defaults, read from its --help (train.py cannot be imported: it trains)."""
+    p = run(script, '--help')
+    return {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r'^  --(\w+) += (.*)$', p.stdout, re.M)}
+
+
+@pytest.fixture(scope='session')
+def train_defaults():
+    return script_keys('train.py')

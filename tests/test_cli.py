@@ -1,10 +1,12 @@
 """End to end through the command line: prepare, train, resume, sample, in a temporary directory."""
 import csv
+import os
 import re
+import subprocess
 
 import torch
 
-from conftest import TINY, run
+from conftest import REPO, TINY, run
 from model import GPT, GPTConfig, clean_state_dict
 
 
@@ -70,3 +72,48 @@ def test_missing_dataset_and_checkpoint_are_clear_errors(tmp_path):
     assert 'shakespeare_char' in p.stderr.split('(datasets: ')[1]
     p = run('sample.py', f'--out_dir={tmp_path}', check=False)
     assert p.returncode != 0 and 'no checkpoint' in p.stderr
+
+
+def test_space_separated_override_is_recorded_as_an_override(tmp_path, char_data):
+    out = tmp_path / 'out'
+    run('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={out}', '--max_iters', '2', '--eval_interval', '2')
+    row = list(csv.DictReader(open(out / 'results.csv')))[0]
+    assert row['config'] == 'default' and '--max_iters=2' in row['overrides'].split()  # it was recorded as config '2'
+
+
+def test_sample_without_out_dir_takes_the_latest_trained_model(tmp_path, char_data):
+    """Each config writes its own out_dir; sample.py with no --out_dir finds the most recent one and says which."""
+    for name in ('out-first', 'out-second'):
+        run('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={name}', '--max_iters=2', '--eval_interval=2',
+            cwd=tmp_path)
+    args = ['--num_samples=1', '--max_new_tokens=3', '--device=cpu']
+    p = run('sample.py', *args, cwd=tmp_path)
+    assert p.stderr.startswith('note: sampling from out-second/best.pt, the most recently trained here')
+    os.utime(tmp_path / 'out-first' / 'last.pt')  # out-first trained again
+    assert run('sample.py', *args, cwd=tmp_path).stderr.startswith('note: sampling from out-first/best.pt')
+    p = run('sample.py', *args, cwd=tmp_path / 'out-first', check=False)
+    assert p.returncode == 1 and 'error: no checkpoint in any out*/ directory here' in p.stderr
+
+
+def test_every_config_has_its_own_out_dir():
+    configs = [p for p in REPO.glob('config/**/*.py') if 'sizes' not in p.parts]  # size presets go after a config
+    dirs = {}
+    for path in configs:
+        ns = {'__file__': str(path)}
+        exec(path.read_text(), ns)
+        dirs.setdefault(ns.get('out_dir', 'out'), []).append(path.name)
+    assert 'out' not in dirs and all(len(names) == 1 for names in dirs.values()), dirs  # out/ is the default run's
+
+
+def test_user_facing_text_names_no_file_a_user_cannot_get():
+    texts = [REPO / 'README.md', *REPO.glob('docs/*.md'), *REPO.glob('*.py'), *REPO.glob('data/**/*.py'),
+             *REPO.glob('config/**/*.py'), REPO / 'Makefile']
+    assert [p.name for p in texts if '../shared' in p.read_text() or 'shared/data' in p.read_text()] == []
+
+
+def test_make_clean_removes_every_out_dir(tmp_path):
+    for d in ('out', 'out-names', 'out-ladder/08_residual', 'keep'):
+        (tmp_path / d).mkdir(parents=True)
+    subprocess.run(['make', '-f', str(REPO / 'Makefile'), 'clean', 'VENV=.venv'], cwd=tmp_path, check=True,
+                   capture_output=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['keep']

@@ -1,27 +1,79 @@
-"""The ladder configs: each rung runs through train.py, and its model trains with finite loss and gradients."""
+"""The ladder configs: each rung builds the model its file describes, with the parameter count of the README's table;
+the rungs run through train.py, which builds that same model."""
 import json
 import math
 import re
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn as nn
 
+from configurator import parse_config
 from conftest import REPO, run
-from model import GPT, GPTConfig
+from model import (GPT, MLP, CausalMean, CausalSelfAttention, GPTConfig, LayerNorm, NoPositions, RMSNorm, RotaryTable,
+                   SwiGLU, WaveNetPair, WindowMLP, model_config, post_norm_plain, post_norm_residual, pre_norm_plain,
+                   pre_norm_residual)
 
 RUNGS = sorted((REPO / 'config' / 'ladder').glob('*.py'))
 VOCAB = {'shakespeare_char': 65, 'shakespeare': 50257, 'names': 27}
 
 
-def rung_model_config(path, **shrink):
-    """The GPTConfig a rung builds: its own settings over GPTConfig's defaults, shrunk for a test."""
-    ns = {'__file__': str(path)}
-    exec(path.read_text(), ns)
-    args = {f.name: ns[f.name] for f in fields(GPTConfig) if f.name in ns}
-    return GPTConfig(**{**args, 'vocab_size': VOCAB[ns['dataset']], **shrink})
+def rung(path, defaults, **shrink):
+    """(config, model) as train.py builds them from the rung's file: its configurator, its defaults, model_config."""
+    config = parse_config(defaults, [str(path)])
+    torch.manual_seed(0)
+    return config, GPT(GPTConfig(**model_config({**config, **shrink}, VOCAB[config['dataset']])))
+
+
+def readme_ladder():
+    """{rung: (what it changes, dataset, params)} from the README's ladder table."""
+    rows = re.findall(r'^\| `(\w+)` \| (.+?) \| (\w+) \| ([\d,]+) \|$', (REPO / 'README.md').read_text(), re.M)
+    return {name: (what, dataset, int(params.replace(',', ''))) for name, what, dataset, params in rows}
+
+
+def mixer(m):
+    return m.blocks[0].mixer
+
+
+def ffn(m):
+    return m.blocks[0].ffn
+
+
+# what each rung's file changes, seen in the model it builds (and, for the training flags, in its config)
+CHANGES = {
+    '01_bigram': lambda m, c: len(m.blocks) == 0 and m.wte.weight is not m.lm_head.weight
+    and isinstance(m.wpe, NoPositions),
+    '02_mean': lambda m, c: isinstance(mixer(m), CausalMean) and ffn(m) is None,
+    '03_attention': lambda m, c: isinstance(mixer(m), CausalSelfAttention) and mixer(m).n_head == 1
+    and isinstance(m.wpe, nn.Embedding),
+    '04_multi_head': lambda m, c: mixer(m).n_head == 4 and mixer(m).head_dim == 32,
+    '05_ffn_relu': lambda m, c: isinstance(ffn(m), MLP) and isinstance(ffn(m).act, nn.ReLU)
+    and ffn(m).c_fc.out_features == 4 * 128,
+    '06_gelu': lambda m, c: isinstance(ffn(m).act, nn.GELU),
+    '07_four_blocks': lambda m, c: len(m.blocks) == 4 and m.blocks[3].sublayer is pre_norm_plain
+    and isinstance(m.blocks[3].norm_1, nn.Identity),
+    '08_residual': lambda m, c: all(b.sublayer is pre_norm_residual for b in m.blocks),
+    '09_attn_proj': lambda m, c: isinstance(mixer(m).c_proj, nn.Linear),
+    '10_post_ln': lambda m, c: m.blocks[0].sublayer is post_norm_residual and isinstance(m.blocks[0].norm_1, LayerNorm),
+    '11_pre_ln': lambda m, c: m.blocks[0].sublayer is pre_norm_residual and isinstance(m.ln_f, LayerNorm),
+    '12_dropout': lambda m, c: m.drop.p == 0.2 and m.blocks[0].drop.p == 0.2 and mixer(m).dropout == 0.2,
+    '13_gpt2_bpe': lambda m, c: m.config.vocab_size == 50257 and c['dataset'] == 'shakespeare',
+    '14_mqa': lambda m, c: mixer(m).n_kv_head == 1 and mixer(m).c_attn.out_features == 128 + 2 * 32,
+    '15_gqa': lambda m, c: mixer(m).n_kv_head == 2 and mixer(m).c_attn.out_features == 128 + 2 * 64,
+    '16_ffn_2x': lambda m, c: ffn(m).c_fc.out_features == 2 * 128,
+    '17_rmsnorm': lambda m, c: isinstance(m.blocks[0].norm_1, RMSNorm) and isinstance(m.ln_f, RMSNorm),
+    '18_swiglu': lambda m, c: isinstance(ffn(m), SwiGLU),
+    '19_rope': lambda m, c: isinstance(m.rope_at, RotaryTable) and isinstance(m.wpe, NoPositions),
+    '20_llama': lambda m, c: c['init'] == 'gpt2' and c['decay_lr'] and c['warmup_iters'] == 100
+    and abs(mixer(m).c_proj.weight.std().item() - 0.02 / math.sqrt(2 * 4)) < 0.002,  # GPT-2's scaled init
+    'names_01_bigram': lambda m, c: len(m.blocks) == 0 and m.config.vocab_size == 27,
+    'names_02_mlp': lambda m, c: isinstance(mixer(m), WindowMLP) and mixer(m).window == 3
+    and isinstance(ffn(m).act, nn.Tanh),
+    'names_03_wavenet': lambda m, c: [b.mixer.dilation for b in m.blocks] == [1, 2, 4]
+    and all(isinstance(b.mixer, WaveNetPair) for b in m.blocks) and m.blocks[0].sublayer is post_norm_plain,
+}
 
 
 def test_ladder_is_complete_and_each_rung_builds_on_the_one_before():
@@ -29,13 +81,23 @@ def test_ladder_is_complete_and_each_rung_builds_on_the_one_before():
     assert [int(n[:2]) for n in numbered] == list(range(1, 21))
     for prev, cur in zip(numbered, numbered[1:]):
         assert f"'{prev}.py'" in (REPO / 'config' / 'ladder' / f'{cur}.py').read_text()
-    assert {p.stem for p in RUNGS} >= {'names_01_bigram', 'names_02_mlp', 'names_03_wavenet'}
+    assert {p.stem for p in RUNGS} == set(CHANGES) == set(readme_ladder())
 
 
 @pytest.mark.parametrize('path', RUNGS, ids=lambda p: p.stem)
-def test_rung_model_trains_with_finite_loss_and_gradients(path):
-    torch.manual_seed(0)
-    model = GPT(rung_model_config(path, n_embd=32, block_size=16))
+def test_rung_builds_what_its_file_says_with_the_readme_param_count(path, train_defaults):
+    config, model = rung(path, train_defaults)
+    assert CHANGES[path.stem](model, config), f"{path.stem}: the built model lacks the rung's change"
+    what, dataset, params = readme_ladder()[path.stem]
+    assert dataset == config['dataset']
+    assert model.get_num_params(non_embedding=False) == params  # the README's counts include the embeddings
+    first_line = path.read_text().splitlines()[0]
+    assert what.split(':')[0] in first_line  # the table row describes this file
+
+
+@pytest.mark.parametrize('path', RUNGS, ids=lambda p: p.stem)
+def test_rung_model_trains_with_finite_loss_and_gradients(path, train_defaults):
+    _, model = rung(path, train_defaults, n_embd=32, block_size=16)
     opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cpu')
     x, y = torch.randint(model.config.vocab_size, (2, 4, 16))
     for _ in range(3):
@@ -63,11 +125,12 @@ def fake_datasets(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize('path', [p for p in RUNGS if p.stem in ('01_bigram', '07_four_blocks', '13_gpt2_bpe',
-                                                                 '20_llama', 'names_03_wavenet')],
-                         ids=lambda p: p.stem)
-def test_rung_runs_through_train_py(path, fake_datasets, tmp_path):
-    p = run('train.py', path, '--max_iters=3', '--eval_interval=3', '--eval_iters=2', '--batch_size=4',
-            '--block_size=16', '--n_embd=32', '--device=cpu', '--compile=False', f'--data_dir={fake_datasets}',
-            f'--out_dir={tmp_path}')
-    assert re.search(r'done 3 iters \| best val [\d.]+', p.stdout)
+@pytest.mark.parametrize('name', ['01_bigram', '07_four_blocks', '13_gpt2_bpe', '20_llama', 'names_03_wavenet'])
+def test_train_py_builds_the_same_model(name, fake_datasets, tmp_path, train_defaults):
+    path = REPO / 'config' / 'ladder' / f'{name}.py'
+    p = run('train.py', path, '--max_iters=2', '--eval_interval=2', '--eval_iters=1', '--batch_size=2',
+            '--device=cpu', '--compile=False', f'--data_dir={fake_datasets}', f'--out_dir={tmp_path}')
+    _, model = rung(path, train_defaults)
+    assert f"model: {model.config}\n" in p.stdout
+    assert f"params {readme_ladder()[name][2]:,} total | {model.get_num_params():,} non-embedding" in p.stdout
+    assert re.search(r'done 2 iters \| best val [\d.]+', p.stdout)
