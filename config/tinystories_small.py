@@ -1,6 +1,7 @@
-# TinyStories with GPT-2 BPE (seed 004): 6 layers, 6 heads, 384 wide, block 256, dropout 0.2 (29.9M params, 19.3M
+# TinyStories with GPT-2 BPE (Eldan & Li 2023): nanoGPT's baby GPT shape, 6 layers, 6 heads, 384 wide, block 256, dropout 0.2 (29.9M params, 19.3M
 # of them the token embedding), for one GPU. python data/tinystories/prepare.py first (or --source FILES offline).
-# Writes to out/, so `python sample.py --start "One day" --stop_at_eot` picks it up.
+# Writes to out-tinystories/; `python sample.py --start "One day" --stop_at_eot` samples from the latest out*/.
+out_dir = 'out-tinystories'
 eval_interval = 250
 eval_iters = 20  # 20 batches of 64 x 256 tokens: 328k tokens per split
 log_interval = 10

@@ -1,4 +1,4 @@
-# 01 bigram: the next character from the current one alone, through a lookup table (seed 002, stage 01).
+# 01 bigram: the next character from the current one alone, through a lookup table (Shannon 1948).
 # n_layer=0: embedding -> output layer. Every later rung starts from the one before and changes one thing.
 out_dir = 'out-ladder/01_bigram'
 dataset = 'shakespeare_char'
@@ -7,7 +7,7 @@ block_size = 64
 max_iters = 2000
 eval_interval = 250
 eval_iters = 20  # batches per split per eval: 41k tokens
-learning_rate = 1e-3  # constant, as the seed trains, until the last rung
+learning_rate = 1e-3  # constant until the last rung
 decay_lr = False
 weight_decay = 0.0
 dropout = 0.0
@@ -22,4 +22,4 @@ residual = False
 attn_proj = False
 pos_emb = 'none'
 tie_weights = False
-init = 'default'  # PyTorch's own init until the last rung (GPT-2 init is seed stage 09)
+init = 'default'  # PyTorch's own init until the last rung (rung 20 takes GPT-2's)

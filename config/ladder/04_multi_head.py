@@ -1,4 +1,4 @@
-# 04 four attention heads of 32 dims instead of one of 128 (seed 002, multi-head attention).
+# 04 four attention heads of 32 dims instead of one of 128 (multi-head attention, Vaswani et al. 2017).
 import os
 exec(open(os.path.join(os.path.dirname(__file__), '03_attention.py')).read())
 out_dir = 'out-ladder/04_multi_head'

@@ -1,4 +1,4 @@
-# 08 + residual connections around each sublayer (He et al. 2015; seed 002, residual pathway).
+# 08 + residual connections around each sublayer (He et al. 2015).
 import os
 exec(open(os.path.join(os.path.dirname(__file__), '07_four_blocks.py')).read())
 out_dir = 'out-ladder/08_residual'

@@ -1,4 +1,4 @@
-# 09 + the output projection after attention, back into the residual pathway (seed 002, stage 05_02).
+# 09 + the output projection after attention, back into the residual pathway (Vaswani et al. 2017).
 import os
 exec(open(os.path.join(os.path.dirname(__file__), '08_residual.py')).read())
 out_dir = 'out-ladder/09_attn_proj'

@@ -1,4 +1,4 @@
-# names 01 bigram: the next letter of a name from the current one, a lookup table (seed 000, makemore part 1).
+# names 01 bigram: the next letter of a name from the current one, a lookup table (makemore, Karpathy 2022).
 # The names rungs train on data/names (one name per line, char level); python data/names/prepare.py first.
 out_dir = 'out-ladder/names_01_bigram'
 dataset = 'names'

@@ -1,5 +1,5 @@
 # names 02 MLP language model: concatenate the last 3 letters' embeddings, project, then a tanh hidden layer
-# (Bengio et al. 2003; seed 000, makemore part 2).
+# (Bengio et al. 2003; as in makemore).
 import os
 exec(open(os.path.join(os.path.dirname(__file__), 'names_01_bigram.py')).read())
 out_dir = 'out-ladder/names_02_mlp'

@@ -4,7 +4,7 @@ each story) and meta.json beside this script, or in --out_dir.
 
     python data/tinystories/prepare.py    # the Hugging Face dataset roneneldan/TinyStories (needs the internet)
     python data/tinystories/prepare.py --source TinyStories-train.txt TinyStories-valid.txt
-    python data/tinystories/prepare.py --source ../shared/data/tinystories/valid_head.txt --tokenizer cl100k_base
+    python data/tinystories/prepare.py --source my_stories.txt --tokenizer cl100k_base   # any UTF-8 text, offline
 
 --source takes files, or folders of them: .txt (stories separated by <|endoftext|> lines, as in the published
 TinyStories-train.txt and -valid.txt; a file without any is split at blank lines), .jsonl / .json (JSON lines
