@@ -455,7 +455,7 @@ class GPT(nn.Module):
         self.rope_at = RotaryTable(config.block_size, C // config.n_head, config.rope_theta) \
             if config.pos_emb == 'rope' else NoRotation()
         self.cache_shape = None  # (batch size, dtype) of the caches set up for generation
-        self.register_buffer('causal_mask', None, persistent=False)  # (block_size, block_size) while a KV cache is set up
+        self.register_buffer('causal_mask', None, persistent=False)  # (block_size, block_size) while caches are set up
         if config.init == 'gpt2':
             self.apply(self._init_weights)
 
@@ -480,8 +480,8 @@ class GPT(nn.Module):
 
     def get_num_params(self, non_embedding=True):
         """Parameter count; tied weights count once. non_embedding leaves out the lookup tables: a learned position
-        table, and the token table unless it is tied to the output layer (then it is that layer's matrix). That is
-        the N of 6N training FLOPs per token (Kaplan et al. 2020): every weight that multiplies, the output layer once."""
+        table, and the token table unless it is tied to the output layer (then it is that layer's matrix). That is the
+        N of 6N training FLOPs per token (Kaplan et al. 2020): every weight that multiplies, the output layer once."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
             tables = [m.weight for m in (self.wte, self.wpe) if isinstance(m, nn.Embedding)]

@@ -1,5 +1,6 @@
-# TinyStories with GPT-2 BPE (Eldan & Li 2023): nanoGPT's baby GPT shape, 6 layers, 6 heads, 384 wide, block 256, dropout 0.2 (29.9M params, 19.3M
-# of them the token embedding), for one GPU. python data/tinystories/prepare.py first (or --source FILES offline).
+# TinyStories with GPT-2 BPE (Eldan & Li 2023): nanoGPT's baby GPT shape, 6 layers, 6 heads, 384 wide, block 256,
+# dropout 0.2 (29.9M params, 19.3M of them the token embedding), for one GPU.
+# python data/tinystories/prepare.py first (or --source FILES offline).
 # Writes to out-tinystories/; `python sample.py --start "One day" --stop_at_eot` samples from the latest out*/.
 out_dir = 'out-tinystories'
 eval_interval = 250

@@ -3,10 +3,11 @@ import csv
 import os
 import re
 import subprocess
+import sys
 
 import torch
 
-from conftest import REPO, TINY, run
+from conftest import REPO, TINY, run, script_env
 from model import GPT, GPTConfig, clean_state_dict
 
 
@@ -117,3 +118,21 @@ def test_make_clean_removes_every_out_dir(tmp_path):
     subprocess.run(['make', '-f', str(REPO / 'Makefile'), 'clean', 'VENV=.venv'], cwd=tmp_path, check=True,
                    capture_output=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['keep']
+
+
+def test_the_rate_leaves_out_the_first_step(tmp_path, char_data):
+    """The first step compiles (a minute on a GPU): log lines time the steps after it, never that one."""
+    args = [*TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}', '--max_iters=4', '--log_interval=2']
+    code = (f"import runpy, sys, time\nsys.path.insert(0, {str(REPO)!r})\nimport model\n"
+            f"forward, slept = model.GPT.forward, []\n"
+            f"def slow_first_step(self, idx, targets=None):\n"
+            f"    if self.training and not slept:  # the first training step, as if it compiled for 2 s\n"
+            f"        slept.append(time.sleep(2))\n"
+            f"    return forward(self, idx, targets)\n"
+            f"model.GPT.forward = slow_first_step\n"
+            f"sys.argv = ['train.py', *{args!r}]\n"
+            f"runpy.run_path({str(REPO / 'train.py')!r}, run_name='__main__')\n")
+    p = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=script_env(), capture_output=True, text=True)
+    ms = [float(m) for m in re.findall(r'\| ([\d.]+) ms/iter', p.stdout)]
+    assert p.returncode == 0 and len(ms) == 2, p.stderr
+    assert max(ms) < 500  # with the first step in it, the first line would say at least 1000 ms/iter

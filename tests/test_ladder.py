@@ -3,7 +3,6 @@ the rungs run through train.py, which builds that same model."""
 import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from model import GPT, GPTConfig, clean_state_dict, peak_flops
+from model import GPT, GPTConfig, clean_state_dict, device_setup, peak_flops
 
 TINY = dict(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
 
@@ -159,3 +159,15 @@ def test_checkpoint_reloads_with_weights_only_and_identical_logits(tmp_path, com
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     if not compiled:
         assert torch.equal(got, expected)
+
+
+def test_device_setup_is_one_rule_for_every_script():
+    system = device_setup('cpu')
+    assert (system.device, system.device_type, system.dtype, system.name) == ('cpu', 'cpu', 'float32', 'cpu')
+    assert not torch.is_autocast_enabled('cpu')
+    with system.ctx:
+        assert not torch.is_autocast_enabled('cpu')  # float32: no autocast
+    with device_setup('cpu', 'bfloat16').ctx:
+        assert torch.is_autocast_enabled('cpu') and torch.get_autocast_dtype('cpu') == torch.bfloat16
+    with pytest.raises(ValueError, match="dtype must be float32, bfloat16 or float16, got 'fp8'"):
+        device_setup('cpu', 'fp8')
