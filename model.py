@@ -612,6 +612,104 @@ def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=Non
     return torch.multinomial(probs, num_samples=1, generator=generator), probs
 
 
+def trace_model(model, idx, targets):
+    """One forward and backward pass of idx (B, T) through the real model, watched by hooks: a line per stage (its
+    tensor's shape and what it does), then gradient norms per parameter group. Returns the lines (train.py --trace).
+    Attention runs through manual_attention for the pass, so that its scores and probabilities can be shown."""
+    B, T = idx.shape
+    lines, hooks = [f"{'ids':<22} {str((B, T)):<18} token ids: {B} sequences of {T}"], []
+    what = {
+        nn.Embedding: 'a learned vector per id', Sinusoidal: 'fixed sin/cos vectors per position (added)',
+        LayerNorm: 'LayerNorm: mean 0, variance 1 per vector, then a learned gain',
+        RMSNorm: 'RMSNorm: divided by the root mean square, then a learned gain',
+        CausalMean: 'the mean of positions 0..t: a bag of words',
+        WindowMLP: 'the last positions side by side, projected',
+        WaveNetPair: 'fused with the position 2**layer earlier',
+        MLP: 'feed-forward: per position, up, nonlinearity, down',
+        SwiGLU: 'feed-forward: silu(x W1) * (x W3), then W2', nn.Linear: 'a matmul',
+    }
+
+    def show(label, note=None):
+        def hook(module, inputs, output):
+            out = output[0] if isinstance(output, tuple) else output
+            if isinstance(module, CausalSelfAttention):
+                probs = module.probs  # (B, nh, T, T)
+                lines.append(f"{label + ' scores':<22} {str(tuple(probs.shape)):<18} q k^T / sqrt({module.head_dim}): "
+                             f"how much each position attends to each other one")
+                lines.append(f"{label + ' mask':<22} {str((T, T)):<18} causal: position t sees 0..t "
+                             f"({T * (T + 1) // 2} of {T * T} pairs), the rest -inf")
+                lines.append(f"{label + ' softmax':<22} {str(tuple(probs.shape)):<18} each row sums to 1; "
+                             f"the output: these weights times v, heads side by side")
+            shape = tuple(out.shape) if torch.is_tensor(out) else '-'
+            lines.append(f"{label:<22} {str(shape):<18} {note or what.get(type(module), type(module).__name__)}")
+        return hook
+
+    def show_qkv(attn, label):
+        def hook(module, inputs, output):
+            for name, heads in (('q', attn.n_head), ('k', attn.n_kv_head), ('v', attn.n_kv_head)):
+                lines.append(f"{label + ' ' + name:<22} {str((B, heads, T, attn.head_dim)):<18} "
+                             f"{heads} heads of {attn.head_dim}" + (', rotated by position (RoPE)' if name != 'v' and
+                                                                  isinstance(model.rope_at, RotaryTable) else ''))
+        return hook
+
+    tied = ' (tied: also the output layer)' if model.wte.weight is model.lm_head.weight else ''
+    watch = [(model.wte, 'wte', 'token embedding: a learned vector per token id' + tied)]
+    if isinstance(model.wpe, (nn.Embedding, Sinusoidal)):
+        watch.append((model.wpe, 'wpe', 'position embedding: ' + ('a learned vector per position, added to wte'
+                                                                  if isinstance(model.wpe, nn.Embedding) else
+                                                                  what[Sinusoidal])))
+    for i, block in enumerate(model.blocks):
+        for name in ('norm_1', 'mixer', 'norm_2', 'ffn'):
+            module = getattr(block, name)
+            if module is not None and not isinstance(module, nn.Identity):
+                label = 'attn' if isinstance(module, CausalSelfAttention) else name
+                note = 'attention output, projected back (c_proj)' if label == 'attn' else None
+                watch.append((module, f"block {i} {label}", note))
+        if isinstance(block.mixer, CausalSelfAttention):
+            hooks.append(block.mixer.c_attn.register_forward_hook(show_qkv(block.mixer, f"block {i} attn")))
+    watch += [(model.ln_f, 'ln_f', None), (model.lm_head, 'lm_head', 'logits: a score for every token of the vocab')]
+    hooks += [m.register_forward_hook(show(label, note)) for m, label, note in watch if not isinstance(m, nn.Identity)]
+    attns = [m for m in model.mixers() if isinstance(m, CausalSelfAttention)]
+    for a in attns:
+        a.attend, a.keep_probs = manual_attention, True
+    try:
+        model.zero_grad(set_to_none=True)
+        _, loss = model(idx, targets)
+        lines.append(f"{'loss':<22} {'()':<18} cross-entropy {loss.item():.4f} nats (a uniform guess: ln "
+                     f"{model.config.vocab_size} = {math.log(model.config.vocab_size):.4f})")
+        loss.backward()
+    finally:
+        for h in hooks:
+            h.remove()
+        for a in attns:
+            a.attend, a.keep_probs, a.probs = {'sdpa': sdpa_attention, 'manual': manual_attention}[
+                model.config.attn_impl], False, None
+    groups = {}
+    for name, p in model.named_parameters():
+        key = '.'.join(name.split('.')[:3]) if name.startswith('blocks.') else name.split('.')[0]
+        groups.setdefault(key, []).append(p)
+    lines.append(f"{'gradients':<22} {'params':>10} {'|grad|':>10} {'|weight|':>10} {'|grad|/|weight|':>16}")
+    for key, params in groups.items():
+        g = torch.cat([p.grad.flatten() for p in params if p.grad is not None] or [torch.zeros(1)]).norm().item()
+        w = torch.cat([p.detach().flatten() for p in params]).norm().item()
+        n = sum(p.numel() for p in params)
+        lines.append(f"{key:<22} {n:>10,} {g:>10.4f} {w:>10.4f} {g / max(w, 1e-12):>16.2e}")
+    model.zero_grad(set_to_none=True)
+    return lines
+
+
+def eval_sums(logits, targets, token_bytes):
+    """Sums over one batch, python floats: (nats, correct next tokens, tokens, nats of the tokens that have text,
+    their UTF-8 bytes). Over an eval: loss = nats / tokens (per token), accuracy = correct / tokens, and bits per
+    byte = text nats / ln 2 / bytes, on which char and BPE models compare; tokens without text (token_bytes 0, as
+    <|endoftext|>) are left out of it, as nanochat's evaluation does. logits (B, T, V), targets (B, T)."""
+    nats = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction='none')  # (B*T,)
+    nbytes = token_bytes[targets.flatten()]
+    sums = torch.stack([nats.sum(), (logits.argmax(-1) == targets).sum(), (nats * (nbytes > 0)).sum(), nbytes.sum()])
+    nats_sum, correct, text_nats, text_bytes = sums.tolist()
+    return nats_sum, correct, targets.numel(), text_nats, text_bytes
+
+
 def clean_state_dict(state_dict):
     """Strip the prefixes torch.compile ('_orig_mod.') and DDP ('module.') add, so any checkpoint loads anywhere."""
     clean = {}

@@ -24,9 +24,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from configurator import configure, split_args
-from data.common import dataset_problem, load_meta
-from model import (GPT, GPTConfig, clean_state_dict, device_setup, load_checkpoint, model_config, peak_flops,
-                   save_checkpoint)
+from data.common import Tokenizer, dataset_problem, load_meta
+from model import (GPT, GPTConfig, clean_state_dict, device_setup, eval_sums, load_checkpoint, model_config,
+                   peak_flops, save_checkpoint, trace_model)
 
 # -----------------------------------------------------------------------------
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
@@ -74,6 +74,7 @@ dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; 
 compile = None  # None: torch.compile on CUDA only
 backend = 'nccl'  # DDP backend on CUDA ('gloo' is used on CPU)
 device_peak_flops = None  # MFU's denominator for one device; None: model.PEAK_FLOPS by device name and dtype
+trace = False  # one forward and backward pass of a tiny batch, printed stage by stage (shapes, gradients); then exit
 # -----------------------------------------------------------------------------
 config = configure(globals())
 config_files, config_overrides = split_args(config, sys.argv[1:])
@@ -144,6 +145,7 @@ if problem:
              f"python data/{dataset}/prepare.py{to}")
 meta = load_meta(data_path)
 tokenizer = {k: meta[k] for k in ('tokenizer', 'vocab_size', 'chars') if k in meta}  # recorded in checkpoints
+token_bytes = torch.from_numpy(Tokenizer(meta).token_bytes()).to(device)  # (vocab,) UTF-8 bytes of each token's text
 
 
 def load_split(split):
@@ -187,8 +189,9 @@ try:
     model_args = model_config(config, meta['vocab_size'], f"dataset '{dataset}'")
 except ValueError as e:
     sys.exit(f"error: {e}")
-iter_num, best_val_loss, checkpoint = 0, float('inf'), None
+iter_num, best_val_loss, best_val_bpb, checkpoint = 0, float('inf'), float('inf'), None
 last_path, best_path = os.path.join(out_dir, 'last.pt'), os.path.join(out_dir, 'best.pt')
+evals_path = os.path.join(out_dir, 'evals.csv')  # every eval of this run (a scratch run starts it anew)
 if init_from == 'resume':  # every check before anything is written
     if not os.path.exists(last_path):
         sys.exit(f"error: init_from='resume' but there is no checkpoint at {last_path}")
@@ -208,7 +211,13 @@ if init_from == 'resume':  # every check before anything is written
                  f"resume with the config it was trained with")
     model_args = dict(checkpoint['model_args'], dropout=dropout)  # the model is the checkpoint's; dropout may change
     iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
+    best_val_bpb = checkpoint.get('best_val_bpb', float('nan'))  # checkpoints of before bits per byte have none
 model = GPT(GPTConfig(**model_args))
+if trace:  # watch data flow through the real model, then stop (nothing is written)
+    X, Y = batch_at('train', torch.randint(n_tokens['train'] - block_size, (2,), generator=data_rng))
+    X, Y = X[:, :8].contiguous(), Y[:, :8].contiguous()  # 2 sequences of (at most) 8 tokens
+    print(f"model: {model.config}\n" + '\n'.join(trace_model(model.to(device), X, Y)))
+    sys.exit(0)
 
 if master_process:  # fail now, not after an hour of training, if checkpoints cannot be written
     try:
@@ -218,6 +227,12 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
         os.remove(os.path.join(out_dir, '.write_test'))
     except OSError as e:
         sys.exit(f"error: out_dir '{out_dir}' is not writable ({e.strerror})")
+    if init_from == 'scratch' and os.path.exists(evals_path):
+        os.remove(evals_path)  # a new run, a new curve (as its checkpoints replace the old ones)
+    logged_iters = set()  # the evals a resumed run's evals.csv holds already
+    if os.path.exists(evals_path):
+        with open(evals_path, newline='') as f:
+            logged_iters = {int(r['iter']) for r in csv.DictReader(f)}
     ckpt_bytes = 12 * model.get_num_params(non_embedding=False)  # float32 weights and AdamW's two moments
     free = shutil.disk_usage(out_dir).free
     ours = sum(os.path.getsize(p) for p in (last_path, best_path) if os.path.isfile(p))  # to be replaced
@@ -257,17 +272,20 @@ if ddp:
 # ----------------------------------------------------------------------------- helpers of the training loop
 @torch.no_grad()
 def estimate_loss():
-    """Mean loss over the same eval_iters batches of each split every time, so evals compare across runs."""
+    """Per split, over the same eval_iters batches every time (so evals compare across runs): the loss in nats per
+    token, next-token accuracy, and bits per byte of the text (the nats of the tokens that have text, over ln 2 and
+    their UTF-8 bytes), on which character and BPE models compare. <|endoftext|> has no text: left out of bpb."""
     out = {}
     model.eval()
     for split in ('train', 'val'):
-        losses = torch.zeros(eval_iters)
+        sums = np.zeros(5)
         for k in range(eval_iters):
             X, Y = batch_at(split, eval_ix[split][k])
             with ctx:
-                _, loss = model(X, Y)
-            losses[k] = loss.item()
-        out[split] = losses.mean().item()
+                logits, _ = model(X)
+            sums += eval_sums(logits, Y, token_bytes)
+        nats, correct, tokens, text_nats, text_bytes = sums.tolist()  # python floats: checkpoints hold no numpy
+        out[split] = {'loss': nats / tokens, 'acc': correct / tokens, 'bpb': text_nats / math.log(2) / text_bytes}
     model.train()
     return out
 
@@ -318,7 +336,8 @@ def write_checkpoint(path, rngs):
     try:
         save_checkpoint({
             'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
-            'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss, 'config': config,
+            'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
+            'best_val_bpb': best_val_bpb, 'config': config,
             'tokenizer': tokenizer, 'rng': rngs,
         }, path)
     except OSError as e:
@@ -336,22 +355,31 @@ def save(paths):
 
 
 def evaluate_and_checkpoint():
-    """Eval both splits; save last.pt (and best.pt when val improved); a non-finite eval loss stops unsaved."""
-    global best_val_loss
-    losses = estimate_loss()
+    """Eval both splits; save last.pt (and best.pt when val improved); a non-finite eval loss stops unsaved. Returns
+    the eval's metrics, which rank 0 also appends to evals.csv."""
+    global best_val_loss, best_val_bpb
+    metrics = estimate_loss()
+    losses = {split: m['loss'] for split, m in metrics.items()}
     if not all(math.isfinite(v) for v in losses.values()):
         stop(f"error: the eval loss is not finite at iter {iter_num} (train {losses['train']}, val {losses['val']}): "
              f"the model has diverged; not saved, {last_path} is untouched; lower learning_rate")
     improved = agree(master_process and losses['val'] < best_val_loss)[0]  # rank 0 decides for all
-    best_val_loss = min(best_val_loss, losses['val'])
+    if improved:
+        best_val_loss, best_val_bpb = losses['val'], metrics['val']['bpb']
     paths = [last_path] if iter_num > start_iter or iter_num == max_iters else []
     if improved and iter_num > 0:  # also right after a resume, when the stopped run saved before its eval
         paths.append(best_path)
     if paths:
         save(paths)
     if master_process:
-        bar.write(f"eval {iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} "
-                  f"| best val {best_val_loss:.4f} | {time.time() - t_start:.1f} s")
+        seconds, val = time.time() - t_start, metrics['val']
+        bar.write(f"eval {iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} | best val "
+                  f"{best_val_loss:.4f} | val acc {val['acc']:.4f} | val bpb {val['bpb']:.4f} | {seconds:.1f} s")
+        row = {'iter': iter_num, 'tokens': iter_num * tokens_per_iter, 'seconds': f"{seconds:.2f}",
+               'lr': f"{get_lr(iter_num):.3e}"}
+        if iter_num not in logged_iters:  # a resumed run's first eval repeats the stopped run's last one
+            append_csv(evals_path, {**row, **{f"{s}_{k}": f"{v:.5f}" for s, m in metrics.items() for k, v in m.items()}})
+    return metrics
 
 
 def train_step(batches):
@@ -406,6 +434,46 @@ def nan_check(loss, grad_norm, nonfinite):
     if master_process:
         bar.write(f"iter {iter_num}: non-finite loss or gradient ({what}): step skipped, {skipped} so far")
     return True, stop_signal
+
+
+def append_csv(path, row):
+    """Append a row (a dict) to a CSV file. A file with other columns (an older version's) is rewritten with this
+    row's header first: its rows keep their values, new columns stay empty for them."""
+    old = []
+    if os.path.exists(path):
+        with open(path, newline='') as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames == list(row):
+                with open(path, 'a', newline='') as out:
+                    csv.DictWriter(out, fieldnames=list(row)).writerow(row)
+                return
+            old = list(reader)
+    with open(path + '.tmp', 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(row), extrasaction='ignore')
+        w.writeheader()
+        w.writerows(old + [row])
+    os.replace(path + '.tmp', path)
+
+
+def plot_curves(path, png):
+    """train and val loss against tokens from evals.csv, when matplotlib is installed (an optional dependency)."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    with open(path, newline='') as f:
+        rows = list(csv.DictReader(f))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split in ('train', 'val'):
+        ax.plot([int(r['tokens']) for r in rows], [float(r[f'{split}_loss']) for r in rows], label=split)
+    ax.set(xlabel='tokens', ylabel='loss (nats per token)', title=f"{config_name} {overrides}"[:80])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=100)
+    plt.close(fig)
+    return png
 
 
 def fmt_mfu(mfu):
@@ -483,12 +551,14 @@ for signum in (signal.SIGTERM, signal.SIGINT):
 batches = get_step_batches()
 t_start = t_log = time.time()
 start_iter = log_iter = iter_num
+eval_seconds = 0.0
 skipped = skipped_in_a_row = 0  # steps skipped for a non-finite loss or gradient (nan_policy='skip')
 first_bad = torch.tensor(-1, device=device)  # the first step with a non-finite loss or gradient since the last check
 while True:
     if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
         t_eval = time.time()
-        evaluate_and_checkpoint()
+        metrics = evaluate_and_checkpoint()
+        eval_seconds += time.time() - t_eval
         t_log += time.time() - t_eval  # eval time does not count against tokens/s
     if iter_num >= max_iters or eval_only:
         break
@@ -522,14 +592,15 @@ if master_process and not eval_only:
     print(f"done {iter_num} iters | best val {best_val_loss:.4f} | {train_seconds:.1f} s training "
           f"| {n_params:,} params | {tokens:,} tokens | checkpoints in {out_dir}"
           + (f" | {skipped} steps skipped (non-finite)" if skipped else ''))
-    results = os.path.join(out_dir, 'results.csv')
-    new = not os.path.exists(results)
-    with open(results, 'a', newline='') as f:
-        w = csv.writer(f)
-        if new:
-            w.writerow(['date', 'config', 'overrides', 'params', 'iters', 'tokens', 'best_val_loss', 'train_seconds',
-                        'device'])
-        w.writerow([time.strftime('%Y-%m-%d %H:%M:%S'), config_name, overrides, n_params, iter_num, tokens,
-                    f"{best_val_loss:.4f}", f"{train_seconds:.1f}", device_name])
+    # the figures at the end of the budget (which nothing was selected on) beside the best-on-val ones
+    append_csv(os.path.join(out_dir, 'results.csv'), {
+        'date': time.strftime('%Y-%m-%d %H:%M:%S'), 'config': config_name, 'overrides': overrides, 'params': n_params,
+        'iters': iter_num, 'tokens': tokens, 'best_val_loss': f"{best_val_loss:.4f}", 'train_seconds':
+        f"{train_seconds:.1f}", 'device': device_name, 'best_val_bpb': f"{best_val_bpb:.4f}", 'val_loss':
+        f"{metrics['val']['loss']:.4f}", 'val_acc': f"{metrics['val']['acc']:.4f}", 'val_bpb':
+        f"{metrics['val']['bpb']:.4f}", 'tokens_per_sec': f"{tokens / max(train_seconds - eval_seconds, 1e-9):.0f}"})
+    png = plot_curves(evals_path, os.path.join(out_dir, 'loss.png'))
+    if png:
+        print(f"loss curves: {png}")
 if ddp:
     destroy_process_group()

@@ -324,6 +324,21 @@ class Tokenizer:
             return self.enc.decode(ids)
         return ''.join(self.chars[i] for i in ids)
 
+    def token_bytes(self):
+        """The UTF-8 length of each token id's text (vocab_size,): what bits per byte divide by. Special tokens such
+        as <|endoftext|> have no text: 0 (and bits per byte leaves them out, as nanochat's evaluation does)."""
+        if self.kind == 'char':
+            return np.array([len(c.encode('utf-8')) for c in self.chars], dtype=np.int64)
+        special = set(self.enc.special_tokens_set)
+        out = np.zeros(self.vocab_size, dtype=np.int64)
+        for i in range(self.vocab_size):
+            try:
+                piece = self.enc.decode_single_token_bytes(i)
+            except KeyError:  # an id the vocabulary skips (cl100k_base has a few)
+                continue
+            out[i] = 0 if piece.decode('utf-8', 'replace') in special else len(piece)
+        return out
+
 
 def bpe_tokenizer(kind):
     """The BPE Tokenizer a prepare script's --tokenizer names; exits with one line if it is unknown or cannot load."""

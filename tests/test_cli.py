@@ -1,10 +1,12 @@
 """End to end through the command line: prepare, train, resume, sample, in a temporary directory."""
 import csv
+import math
 import os
 import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO, TINY, run, script_env
@@ -136,3 +138,27 @@ def test_the_rate_leaves_out_the_first_step(tmp_path, char_data):
     ms = [float(m) for m in re.findall(r'\| ([\d.]+) ms/iter', p.stdout)]
     assert p.returncode == 0 and len(ms) == 2, p.stderr
     assert max(ms) < 500  # with the first step in it, the first line would say at least 1000 ms/iter
+
+
+def test_every_eval_goes_to_evals_csv_and_bits_per_byte_of_ascii_chars_is_loss_over_ln2(tmp_path, char_data):
+    out = tmp_path / 'out'
+    p = run('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={out}', '--max_iters=4', '--eval_interval=2')
+    rows = list(csv.DictReader(open(out / 'evals.csv')))
+    assert [int(r['iter']) for r in rows] == [0, 2, 4] and [int(r['tokens']) for r in rows] == [0, 256, 512]
+    for r in rows:  # one byte per character: bits per byte are bits per token
+        for split in ('train', 'val'):
+            assert float(r[f'{split}_bpb']) == pytest.approx(float(r[f'{split}_loss']) / math.log(2), abs=2e-5)
+            assert 0 <= float(r[f'{split}_acc']) <= 1
+    result = list(csv.DictReader(open(out / 'results.csv')))[-1]
+    last = rows[-1]
+    for key in ('val_loss', 'val_acc', 'val_bpb'):  # results.csv: the figures at the end of the budget
+        assert float(result[key]) == pytest.approx(float(last[key]), abs=6e-5)
+    assert re.search(r'eval +4 \| .* \| val acc [\d.]+ \| val bpb [\d.]+ \| [\d.]+ s', p.stdout)
+
+
+def test_trace_prints_the_stages_of_the_real_model_and_writes_nothing(tmp_path, char_data):
+    p = run('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path / "out"}', '--trace=True',
+            '--pos_emb=rope', '--n_kv_head=1')
+    assert re.search(r'^block 1 attn k +\(2, 1, 8, 16\) +1 heads of 16, rotated by position', p.stdout, re.M)
+    assert re.search(r'^loss +\(\) +cross-entropy [\d.]+ nats', p.stdout, re.M) and 'gradients' in p.stdout
+    assert not (tmp_path / 'out').exists()

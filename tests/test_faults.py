@@ -21,6 +21,7 @@ Where each case is tested (README "When things go wrong" has the table for users
                                     test_an_interrupted_prepare_is_not_taken_for_a_good_one,
                                     test_prepare_rejects_empty_missing_and_non_utf8_input
 """
+import csv
 import errno
 import hashlib
 import os
@@ -206,6 +207,9 @@ def test_kill_9_then_resume_continues_the_same_curve(tmp_path, data, straight):
     assert 10 <= k < 100
     resumed = evals(train(data, out, *CURVE, '--init_from=resume', check=True).stdout)
     assert resumed == [e for e in straight if int(e[0]) >= k]  # model, optimizer, RNGs, data position, LR step
+    rows = list(csv.DictReader(open(out / 'evals.csv')))  # one curve: each eval once, the resumed one too
+    assert [int(r['iter']) for r in rows] == list(range(0, 101, 10))
+    assert [float(r['val_loss']) for r in rows] == pytest.approx([float(e[2]) for e in straight], abs=6e-5)
 
 
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])

@@ -13,7 +13,7 @@ from configurator import parse_config
 from conftest import REPO, run
 from model import (GPT, MLP, CausalMean, CausalSelfAttention, GPTConfig, LayerNorm, NoPositions, RMSNorm, RotaryTable,
                    SwiGLU, WaveNetPair, WindowMLP, model_config, post_norm_plain, post_norm_residual, pre_norm_plain,
-                   pre_norm_residual)
+                   pre_norm_residual, trace_model)
 
 RUNGS = sorted((REPO / 'config' / 'ladder').glob('*.py'))
 VOCAB = {'shakespeare_char': 65, 'shakespeare': 50257, 'names': 27}
@@ -133,3 +133,20 @@ def test_train_py_builds_the_same_model(name, fake_datasets, tmp_path, train_def
     assert f"model: {model.config}\n" in p.stdout
     assert f"params {readme_ladder()[name][2]:,} total | {model.get_num_params():,} non-embedding" in p.stdout
     assert re.search(r'done 2 iters \| best val [\d.]+', p.stdout)
+
+
+@pytest.mark.parametrize('path', RUNGS, ids=lambda p: p.stem)
+def test_trace_follows_every_rung_stage_by_stage(path, train_defaults):
+    _, model = rung(path, train_defaults, n_embd=32, block_size=16)
+    idx = torch.randint(model.config.vocab_size, (2, 8))
+    lines = trace_model(model, idx, idx)
+    stages = [line.split('  ')[0] for line in lines]
+    assert stages[:2] == ['ids', 'wte'] and 'lm_head' in stages and 'loss' in stages
+    for i, block in enumerate(model.blocks):  # every block shows up, attention with its inner steps
+        inner = ('attn q', 'attn scores', 'attn mask', 'attn softmax') if isinstance(block.mixer, CausalSelfAttention) \
+            else ()
+        assert all(f"block {i} {name}" in stages for name in inner) and any(s.startswith(f"block {i} ") for s in stages)
+    grads = lines[lines.index(next(line for line in lines if line.startswith('gradients'))) + 1:]
+    assert {line.split()[0] for line in grads} >= {'wte', 'lm_head' if model.wte.weight is not model.lm_head.weight
+                                                   else 'wte'}
+    assert all(p.grad is None for p in model.parameters())  # it leaves the model as it found it

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from model import GPT, GPTConfig, clean_state_dict, device_setup, peak_flops
+from model import GPT, GPTConfig, clean_state_dict, device_setup, eval_sums, peak_flops
 
 TINY = dict(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
 
@@ -171,3 +171,17 @@ def test_device_setup_is_one_rule_for_every_script():
         assert torch.is_autocast_enabled('cpu') and torch.get_autocast_dtype('cpu') == torch.bfloat16
     with pytest.raises(ValueError, match="dtype must be float32, bfloat16 or float16, got 'fp8'"):
         device_setup('cpu', 'fp8')
+
+
+def test_eval_sums_against_a_hand_count():
+    """Two tokens of 1 byte, one of 3 (a multi-byte character), and one without text (<|endoftext|>: 0 bytes)."""
+    probs = torch.tensor([[0.5, 0.25, 0.25, 0.0], [0.1, 0.7, 0.1, 0.1], [0.2, 0.2, 0.4, 0.2], [0.25, 0.25, 0.25, 0.25]])
+    logits = probs.clamp_min(1e-12).log()[None]  # (1, 4, V=4)
+    targets = torch.tensor([[0, 2, 2, 3]])  # right, wrong, right, (a tie: argmax picks id 0) wrong
+    token_bytes = torch.tensor([1, 1, 3, 0])
+    nats, correct, tokens, text_nats, text_bytes = eval_sums(logits, targets, token_bytes)
+    assert (correct, tokens, text_bytes) == (2, 4, 1 + 3 + 3)
+    assert nats == pytest.approx(-math.log(0.5) - math.log(0.1) - math.log(0.4) - math.log(0.25), rel=1e-6)
+    assert text_nats == pytest.approx(nats + math.log(0.25), rel=1e-6)  # <|endoftext|> has no text: left out
+    bpb = text_nats / math.log(2) / text_bytes
+    assert bpb == pytest.approx((1 + math.log2(10) + math.log2(2.5)) / 7, rel=1e-6)
