@@ -75,6 +75,7 @@ compile = None  # None: torch.compile on CUDA only
 backend = 'nccl'  # DDP backend on CUDA ('gloo' is used on CPU)
 device_peak_flops = None  # MFU's denominator for one device; None: model.PEAK_FLOPS by device name and dtype
 trace = False  # one forward and backward pass of a tiny batch, printed stage by stage (shapes, gradients); then exit
+grad_norms = False  # at every log line, each block's gradient norm (before clipping) to out_dir/grad_norms.csv
 # -----------------------------------------------------------------------------
 config = configure(globals())
 config_files, config_overrides = split_args(config, sys.argv[1:])
@@ -377,8 +378,9 @@ def evaluate_and_checkpoint():
                   f"{best_val_loss:.4f} | val acc {val['acc']:.4f} | val bpb {val['bpb']:.4f} | {seconds:.1f} s")
         row = {'iter': iter_num, 'tokens': iter_num * tokens_per_iter, 'seconds': f"{seconds:.2f}",
                'lr': f"{get_lr(iter_num):.3e}"}
+        row.update({f"{split}_{k}": f"{v:.5f}" for split, m in metrics.items() for k, v in m.items()})
         if iter_num not in logged_iters:  # a resumed run's first eval repeats the stopped run's last one
-            append_csv(evals_path, {**row, **{f"{s}_{k}": f"{v:.5f}" for s, m in metrics.items() for k, v in m.items()}})
+            append_csv(evals_path, row)
     return metrics
 
 
@@ -394,6 +396,8 @@ def train_step(batches):
             loss = loss / micro_steps
         nonfinite |= ~loss.detach().isfinite()
         scaler.scale(loss).backward()
+    if grad_norms and (iter_num + 1) % log_interval == 0 and master_process:
+        log_block_grad_norms()
     grad_norm = None
     if grad_clip > 0:
         scaler.unscale_(optimizer)
@@ -401,6 +405,18 @@ def train_step(batches):
         if not scaler.is_enabled():  # float16: the GradScaler skips steps with inf gradients itself, by design
             nonfinite |= ~grad_norm.isfinite()
     return loss.detach() * micro_steps, grad_norm, nonfinite
+
+
+def log_block_grad_norms():
+    """Each block's gradient norm, and the embeddings' and the output layer's, to grad_norms.csv: how well the
+    gradient reaches the first blocks (without residual connections, it fades; the ladder's rungs 07 and 08)."""
+    blocks = {f"block_{i}": [block] for i, block in enumerate(raw_model.blocks)}
+    parts = {'embeddings': [raw_model.wte, raw_model.wpe], **blocks, 'head': [raw_model.ln_f, raw_model.lm_head]}
+    row = {'iter': iter_num + 1}
+    for name, modules in parts.items():
+        grads = [p.grad.float().norm() for m in modules for p in m.parameters() if p.grad is not None]
+        row[name] = f"{torch.stack(grads).norm().item() / scaler.get_scale():.4e}" if grads else ''
+    append_csv(os.path.join(out_dir, 'grad_norms.csv'), row)
 
 
 def must_sync(it):

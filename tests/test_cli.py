@@ -162,3 +162,12 @@ def test_trace_prints_the_stages_of_the_real_model_and_writes_nothing(tmp_path, 
     assert re.search(r'^block 1 attn k +\(2, 1, 8, 16\) +1 heads of 16, rotated by position', p.stdout, re.M)
     assert re.search(r'^loss +\(\) +cross-entropy [\d.]+ nats', p.stdout, re.M) and 'gradients' in p.stdout
     assert not (tmp_path / 'out').exists()
+
+
+def test_grad_norms_logs_every_block_at_every_log_line(tmp_path, char_data):
+    run('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}', '--max_iters=10', '--eval_interval=10',
+        '--grad_norms=True')
+    rows = list(csv.DictReader(open(tmp_path / 'grad_norms.csv')))
+    assert [int(r['iter']) for r in rows] == [5, 10]  # log_interval=5
+    assert list(rows[0]) == ['iter', 'embeddings', 'block_0', 'block_1', 'head']
+    assert all(0 < float(v) < 1e3 for r in rows for k, v in r.items() if k != 'iter')
