@@ -64,4 +64,3 @@ def test_a_failed_checkpoint_write_stops_every_rank(tmp_path, char_data):
                       f"free some space, then resume with --init_from=resume"]
     assert 'eval     10' not in p.stdout
     assert '[rank' not in p.stderr  # no rank died in a collective ('Connection closed by peer'; with nccl: a hang)
-    assert set(re.findall(r'exitcode\s*: (-?\d+)', p.stderr)) == {'1'}  # each stopped itself, none was killed
