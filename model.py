@@ -212,6 +212,9 @@ def manual_attention(q, k, v, dropout_p, mask):
     return F.dropout(probs, dropout_p) @ v, probs
 
 
+ATTENTION = {'sdpa': sdpa_attention, 'manual': manual_attention}
+
+
 class KVCache(nn.Module):
     """Keys and values of every position generated so far, preallocated for max_len positions (as gpt-fast)."""
 
@@ -242,17 +245,16 @@ class CausalSelfAttention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim) if config.qk_norm else nn.Identity()
         self.k_norm = RMSNorm(self.head_dim) if config.qk_norm else nn.Identity()
         self.rotate = apply_rope if config.pos_emb == 'rope' else no_rope
-        self.attend = {'sdpa': sdpa_attention, 'manual': manual_attention}[config.attn_impl]
+        self.attend = ATTENTION[config.attn_impl]
         # output projection back into the residual stream (Vaswani et al. 2017; the ladder's rung 09)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias) if config.attn_proj else nn.Identity()
         self.c_proj.is_residual_proj = True
         self.dropout = config.dropout
         self.keep_probs, self.probs = False, None  # manual attention can keep its last probabilities (B, nh, T, T)
-        self.block_size = config.block_size
         self.cache = None  # a KVCache while generating with GPT.setup_cache
 
-    def new_cache(self, batch_size, dtype, device):
-        return KVCache(batch_size, self.n_kv_head, self.block_size, self.head_dim, dtype, device)
+    def new_cache(self, batch_size, max_len, dtype, device):
+        return KVCache(batch_size, self.n_kv_head, max_len, self.head_dim, dtype, device)
 
     def forward(self, x, pos):
         B, T, C = x.size()
@@ -292,11 +294,11 @@ class CausalMixer(nn.Module):
 
     def __init__(self, config):
         super().__init__()
-        self.block_size, self.n_embd = config.block_size, config.n_embd
+        self.n_embd = config.n_embd
         self.cache = None  # an InputCache while generating with GPT.setup_cache
 
-    def new_cache(self, batch_size, dtype, device):
-        return InputCache(batch_size, self.block_size, self.n_embd, dtype, device)
+    def new_cache(self, batch_size, max_len, dtype, device):
+        return InputCache(batch_size, max_len, self.n_embd, dtype, device)
 
     def forward(self, x, pos):
         if pos.input_pos is None:
@@ -517,9 +519,9 @@ class GPT(nn.Module):
         device, dtype = self.lm_head.weight.device, dtype or self.lm_head.weight.dtype
         if self.cache_shape == (batch_size, dtype):
             return  # reuse it: a compiled decode step keeps pointing at the same buffers
-        for mixer in self.mixers():
-            mixer.cache = mixer.new_cache(batch_size, dtype, device)
         T = self.config.block_size
+        for mixer in self.mixers():
+            mixer.cache = mixer.new_cache(batch_size, T, dtype, device)
         self.causal_mask = torch.ones(T, T, dtype=torch.bool, device=device).tril()
         self.cache_shape = (batch_size, dtype)
 
@@ -619,14 +621,13 @@ def trace_model(model, idx, targets):
     B, T = idx.shape
     lines, hooks = [f"{'ids':<22} {str((B, T)):<18} token ids: {B} sequences of {T}"], []
     what = {
-        nn.Embedding: 'a learned vector per id', Sinusoidal: 'fixed sin/cos vectors per position (added)',
         LayerNorm: 'LayerNorm: mean 0, variance 1 per vector, then a learned gain',
         RMSNorm: 'RMSNorm: divided by the root mean square, then a learned gain',
         CausalMean: 'the mean of positions 0..t: a bag of words',
         WindowMLP: 'the last positions side by side, projected',
         WaveNetPair: 'fused with the position 2**layer earlier',
         MLP: 'feed-forward: per position, up, nonlinearity, down',
-        SwiGLU: 'feed-forward: silu(x W1) * (x W3), then W2', nn.Linear: 'a matmul',
+        SwiGLU: 'feed-forward: silu(x W1) * (x W3), then W2',
     }
 
     def show(label, note=None):
@@ -654,10 +655,10 @@ def trace_model(model, idx, targets):
 
     tied = ' (tied: also the output layer)' if model.wte.weight is model.lm_head.weight else ''
     watch = [(model.wte, 'wte', 'token embedding: a learned vector per token id' + tied)]
-    if isinstance(model.wpe, (nn.Embedding, Sinusoidal)):
-        watch.append((model.wpe, 'wpe', 'position embedding: ' + ('a learned vector per position, added to wte'
-                                                                  if isinstance(model.wpe, nn.Embedding) else
-                                                                  what[Sinusoidal])))
+    if isinstance(model.wpe, nn.Embedding):
+        watch.append((model.wpe, 'wpe', 'position embedding: a learned vector per position, added to wte'))
+    elif isinstance(model.wpe, Sinusoidal):
+        watch.append((model.wpe, 'wpe', 'position embedding: fixed sin/cos vectors per position, added to wte'))
     for i, block in enumerate(model.blocks):
         for name in ('norm_1', 'mixer', 'norm_2', 'ffn'):
             module = getattr(block, name)
@@ -682,20 +683,26 @@ def trace_model(model, idx, targets):
         for h in hooks:
             h.remove()
         for a in attns:
-            a.attend, a.keep_probs, a.probs = {'sdpa': sdpa_attention, 'manual': manual_attention}[
-                model.config.attn_impl], False, None
-    groups = {}
-    for name, p in model.named_parameters():
-        key = '.'.join(name.split('.')[:3]) if name.startswith('blocks.') else name.split('.')[0]
-        groups.setdefault(key, []).append(p)
+            a.attend, a.keep_probs, a.probs = ATTENTION[model.config.attn_impl], False, None
     lines.append(f"{'gradients':<22} {'params':>10} {'|grad|':>10} {'|weight|':>10} {'|grad|/|weight|':>16}")
-    for key, params in groups.items():
-        g = torch.cat([p.grad.flatten() for p in params if p.grad is not None] or [torch.zeros(1)]).norm().item()
-        w = torch.cat([p.detach().flatten() for p in params]).norm().item()
-        n = sum(p.numel() for p in params)
+    sublayer = lambda name: '.'.join(name.split('.')[:3 if name.startswith('blocks.') else 1])  # noqa: E731
+    for key, (n, g, w) in param_norms(model, sublayer).items():
         lines.append(f"{key:<22} {n:>10,} {g:>10.4f} {w:>10.4f} {g / max(w, 1e-12):>16.2e}")
     model.zero_grad(set_to_none=True)
     return lines
+
+
+def param_norms(model, group):
+    """{group: (parameters, gradient norm, weight norm)}, group(name) naming the group of each of
+    model.named_parameters() (tied weights count once), in the order they come; one host-device sync."""
+    groups = {}
+    for name, p in model.named_parameters():
+        groups.setdefault(group(name), []).append(p)
+    zero = torch.zeros((), device=next(model.parameters()).device)
+    norms = torch.stack([torch.stack([
+        torch.stack([p.grad.float().norm() for p in ps if p.grad is not None] or [zero]).norm(),
+        torch.stack([p.detach().float().norm() for p in ps]).norm()]) for ps in groups.values()]).tolist()
+    return {key: (sum(p.numel() for p in ps), g, w) for (key, ps), (g, w) in zip(groups.items(), norms)}
 
 
 def eval_sums(logits, targets, token_bytes):

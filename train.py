@@ -26,7 +26,7 @@ from tqdm import tqdm
 from configurator import configure, split_args
 from data.common import Tokenizer, dataset_problem, load_meta
 from model import (GPT, GPTConfig, clean_state_dict, device_setup, eval_sums, load_checkpoint, model_config,
-                   peak_flops, save_checkpoint, trace_model)
+                   param_norms, peak_flops, save_checkpoint, trace_model)
 
 # -----------------------------------------------------------------------------
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
@@ -410,13 +410,12 @@ def train_step(batches):
 def log_block_grad_norms():
     """Each block's gradient norm, and the embeddings' and the output layer's, to grad_norms.csv: how well the
     gradient reaches the first blocks (without residual connections, it fades; the ladder's rungs 07 and 08)."""
-    blocks = {f"block_{i}": [block] for i, block in enumerate(raw_model.blocks)}
-    parts = {'embeddings': [raw_model.wte, raw_model.wpe], **blocks, 'head': [raw_model.ln_f, raw_model.lm_head]}
-    row = {'iter': iter_num + 1}
-    for name, modules in parts.items():
-        grads = [p.grad.float().norm() for m in modules for p in m.parameters() if p.grad is not None]
-        row[name] = f"{torch.stack(grads).norm().item() / scaler.get_scale():.4e}" if grads else ''
-    append_csv(os.path.join(out_dir, 'grad_norms.csv'), row)
+    def part(name):  # a tied output layer is the token embedding: counted there
+        return f"block_{name.split('.')[1]}" if name.startswith('blocks.') else \
+            'head' if name.startswith(('ln_f.', 'lm_head.')) else 'embeddings'
+    norms = param_norms(raw_model, part)
+    append_csv(os.path.join(out_dir, 'grad_norms.csv'),
+               {'iter': iter_num + 1, **{k: f"{g / scaler.get_scale():.4e}" for k, (_, g, _) in norms.items()}})
 
 
 def must_sync(it):
@@ -496,14 +495,20 @@ def fmt_mfu(mfu):
     return 'n/a' if mfu is None else f"{100 * mfu:.1f}%"
 
 
-def log(loss, lr):
-    """One line per log_interval steps: the rate over the steps since the last line (evals and the first, compiling
-    step left out); MFU per device (the tokens of all processes / world_size)."""
+def rate_window():
+    """(steps, seconds) since the window opened (evals left out), and a new window from now on."""
     global t_log, log_iter
     if device_type == 'cuda':
         torch.cuda.synchronize()
     steps, seconds = iter_num - log_iter, time.time() - t_log
     t_log, log_iter = time.time(), iter_num
+    return steps, seconds
+
+
+def log(loss, lr):
+    """One line per log_interval steps: the rate over the steps since the last line (evals and the first, compiling
+    step left out); MFU per device (the tokens of all processes / world_size)."""
+    steps, seconds = rate_window()
     if not master_process or steps == 0:
         return
     dt = seconds / steps
@@ -515,14 +520,6 @@ def log(loss, lr):
         bar.set_postfix_str(line.split(' | ', 1)[1])
     else:
         print(line, flush=True)
-
-
-def open_rate_window():
-    """The rate of the log lines starts after the first step (compilation, allocator warm-up)."""
-    global t_log, log_iter
-    if device_type == 'cuda':
-        torch.cuda.synchronize()
-    t_log, log_iter = time.time(), iter_num
 
 
 signal_received = None  # SIGTERM or SIGINT (Ctrl-C): finish the step, save last.pt, say how to resume, exit
@@ -594,7 +591,7 @@ while True:
     bar.update(1)
 
     if iter_num == start_iter + 1:
-        open_rate_window()
+        rate_window()  # the rate of the log lines starts after the first step (compilation, allocator warm-up)
     elif iter_num % log_interval == 0:
         log(loss, lr)
     if stop_signal:

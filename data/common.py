@@ -329,14 +329,13 @@ class Tokenizer:
         as <|endoftext|> have no text: 0 (and bits per byte leaves them out, as nanochat's evaluation does)."""
         if self.kind == 'char':
             return np.array([len(c.encode('utf-8')) for c in self.chars], dtype=np.int64)
-        special = set(self.enc.special_tokens_set)
+        special = {self.enc.encode_single_token(s) for s in self.enc.special_tokens_set}
         out = np.zeros(self.vocab_size, dtype=np.int64)
-        for i in range(self.vocab_size):
+        for i in set(range(self.vocab_size)) - special:
             try:
-                piece = self.enc.decode_single_token_bytes(i)
+                out[i] = len(self.enc.decode_single_token_bytes(i))
             except KeyError:  # an id the vocabulary skips (cl100k_base has a few)
-                continue
-            out[i] = 0 if piece.decode('utf-8', 'replace') in special else len(piece)
+                pass
         return out
 
 
