@@ -17,6 +17,8 @@ Config files are python and run with full rights: only use config files you trus
 import ast
 import difflib
 import os
+import re
+import subprocess
 import sys
 
 SIMPLE_TYPES = (bool, int, float, str, type(None))
@@ -126,6 +128,12 @@ def parse_config(defaults, argv, file_only_keys=()):
             raise _unknown(key, known)
         config[key] = coerce(key, value, defaults[key])
     return config
+
+
+def script_defaults(script):
+    """Another script's keys and defaults, read from its --help (train.py cannot be imported: it trains)."""
+    out = subprocess.run([sys.executable, script, '--help'], capture_output=True, text=True, check=True).stdout
+    return {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r'^  --(\w+) += (.*)$', out, re.M)}
 
 
 def format_help(defaults, script):

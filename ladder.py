@@ -24,7 +24,7 @@ from queue import Queue
 
 from tqdm import tqdm
 
-from configurator import configure
+from configurator import ConfigError, configure, parse_config, script_defaults, split_args
 from data.common import dataset_problem
 
 # -----------------------------------------------------------------------------
@@ -64,20 +64,10 @@ def all_rungs():
     return names + sorted('side/' + f[:-3] for f in os.listdir(side) if f.endswith('.py'))
 
 
-def overrides(argv):
-    """{key: value string} of --key=value arguments."""
-    return dict(a[2:].split('=', 1) for a in argv if a.startswith('--') and '=' in a)
-
-
 def rung_settings(rung, extra):
-    """What the runner needs of a rung: its config file's globals (as train.py's configurator runs it), with
-    train.py's defaults where the file sets none, then the --args overrides."""
-    path = os.path.join(ladder_dir, rung + '.py')
-    ns = {'__file__': path, 'data_dir': 'data', 'dataset': 'shakespeare_char', 'gradient_accumulation_steps': 1,
-          'batch_size': 32, 'block_size': 64}
-    exec(open(path).read(), ns)
-    ns.update(extra)
-    ns['tokens_per_step'] = int(ns['gradient_accumulation_steps']) * int(ns['batch_size']) * int(ns['block_size'])
+    """A rung's settings exactly as train.py will see them: train.py's defaults, the rung's file, the --args."""
+    ns = parse_config(train_defaults, [os.path.join(ladder_dir, rung + '.py'), *extra])
+    ns['tokens_per_step'] = ns['gradient_accumulation_steps'] * ns['batch_size'] * ns['block_size']
     return ns
 
 
@@ -227,11 +217,16 @@ if unknown:
 if seeds < 1 or evals < 1:
     sys.exit(f"error: seeds and evals must be >= 1, got seeds={seeds}, evals={evals}")
 extra = shlex.split(args)
-taken = sorted({'seed', 'max_iters', 'eval_interval', 'eval_iters', 'out_dir', 'device'} & set(overrides(extra)))
+train_defaults = script_defaults(os.path.join(here, 'train.py'))
+taken = sorted({'seed', 'max_iters', 'eval_interval', 'eval_iters', 'out_dir', 'device'}
+               & {k for k, _ in split_args(train_defaults, extra)[1]})
 if taken:
     sys.exit(f"error: --args sets {', '.join(taken)}, which ladder.py sets itself: use --seeds, --tokens, --evals, "
              f"--eval_iters, --out, --device")
-settings = {r: rung_settings(r, overrides(extra)) for r in selected}
+try:
+    settings = {r: rung_settings(r, extra) for r in selected}
+except ConfigError as e:
+    sys.exit(f"error: {e}")
 short = [f"{r} ({s['tokens_per_step']:,})" for r, s in settings.items() if tokens < s['tokens_per_step']]
 if short:
     sys.exit(f"error: --tokens={tokens:,} is less than one step of {', '.join(short)} tokens")
