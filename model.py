@@ -19,6 +19,7 @@ from typing import NamedTuple, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.adamw import adamw
 
 CHOICES = {
     'mixer': ('attn', 'mean', 'none', 'window', 'wavenet'),
@@ -581,6 +582,18 @@ class GPT(nn.Module):
         fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
         return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
 
+    def configure_muon(self, weight_decay, learning_rate, betas, device_type):
+        # Muon for the matrices inside the blocks (attention, feed-forward, mixer projections); AdamW, with the groups
+        # of configure_optimizers, for the rest: embeddings, the output layer (decayed), norm gains and biases (not)
+        inside = {id(p) for p in self.blocks.parameters() if p.dim() == 2}
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {'params': [p for p in params if id(p) in inside], 'use_muon': True, 'weight_decay': weight_decay},
+            {'params': [p for p in params if id(p) not in inside and p.dim() >= 2], 'weight_decay': weight_decay},
+            {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0},
+        ]
+        return Muon([g for g in groups if g['params']], lr=learning_rate, betas=betas, fused=device_type == 'cuda')
+
     def flops_per_token(self):
         """Training FLOPs per token of a block_size sequence (PaLM, Chowdhery et al. 2022, appendix B): 6N, N =
         get_num_params() (2 per weight forward, 4 backward: the output layer once, embedding lookups never), plus
@@ -592,6 +605,93 @@ class GPT(nn.Module):
         """Model FLOPs utilisation: the training FLOP/s of tokens_per_sec tokens a second on ONE device (under DDP,
         the total divided by the number of processes), as a fraction of that device's peak; None if it is unknown."""
         return None if not peak else self.flops_per_token() * tokens_per_sec / peak
+
+
+# ----------------------------------------------------------------------------- optimizers
+def newton_schulz(G, steps=5, eps=1e-7):
+    """The nearest semi-orthogonal matrix to G (U V^T of its SVD), roughly: Muon's quintic Newton-Schulz iteration
+    (Jordan 2024). Normalise so that every singular value is <= 1, then `steps` times X <- aX + b(XX^T)X + c(XX^T)^2 X,
+    coefficients that pull every singular value into ~[0.7, 1.2] fast rather than exactly onto 1. A tall matrix is
+    transposed first (XX^T is then the small side). bfloat16 on CUDA (Muon's choice); float32 elsewhere, since a CPU
+    without bfloat16 units is ~15x slower in it. G (..., rows, cols): a batch of matrices works too."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    X = (G.bfloat16() if G.is_cuda else G.float()).reshape(-1, *G.shape[-2:])  # (batch, rows, cols)
+    tall = X.size(-2) > X.size(-1)
+    if tall:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
+    for _ in range(steps):
+        A = X @ X.mT
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A A in one call (~30% faster on a CPU than apart)
+        X = torch.baddbmm(X, B, X, beta=a)  # a X + B X
+    if tall:
+        X = X.mT
+    return X.reshape(G.shape).to(G.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon (Jordan 2024, "Muon: An optimizer for hidden layers in neural networks") for the groups with use_muon=True,
+    AdamW for the others, in one optimizer: one state_dict for checkpoints, and every group's lr set by the schedule.
+
+    use_muon=True (2-D matrices): m <- momentum m + g, the update u = g + momentum m (Nesterov) or m, orthogonalised,
+    O = newton_schulz(u), then p <- p (1 - lr wd) - lr 0.2 sqrt(max(rows, cols)) O. O has singular values ~1, so its
+    RMS is ~1/sqrt(max(rows, cols)); the factor gives the update the RMS of a typical AdamW update, 0.2 (Liu et al.
+    2025, "Muon is Scalable for LLM Training"), so that AdamW's learning_rate and weight_decay apply unchanged.
+    use_muon=False: AdamW (Loshchilov & Hutter 2019) with betas, eps, weight_decay, as torch.optim.AdamW computes it.
+    Under DDP each process orthogonalises the same all-reduced gradient: nothing to add."""
+
+    def __init__(self, params, lr=1e-3, weight_decay=0.0, momentum=0.95, nesterov=True, ns_steps=5,
+                 betas=(0.9, 0.999), eps=1e-8, fused=False):
+        # fused: the AdamW groups in one CUDA kernel (load_state_dict then keeps their step counts on the device)
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
+                        betas=betas, eps=eps, use_muon=False, fused=fused)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            if group['use_muon'] and any(p.dim() != 2 for p in group['params']):
+                raise ValueError("Muon: a use_muon group takes 2-D matrices only")
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group['params'] if p.grad is not None]  # none after a skipped (non-finite) step
+            if params:
+                (self._muon if group['use_muon'] else self._adamw)(group, params)
+        return loss
+
+    def _muon(self, group, params):
+        lr, wd, momentum = group['lr'], group['weight_decay'], group['momentum']
+        grads = [p.grad for p in params]
+        bufs = [self.state[p].setdefault('momentum_buffer', torch.zeros_like(p)) for p in params]
+        torch._foreach_mul_(bufs, momentum)  # foreach: one kernel launch for all the matrices, not one each
+        torch._foreach_add_(bufs, grads)
+        updates = torch._foreach_add(grads, bufs, alpha=momentum) if group['nesterov'] else bufs
+        torch._foreach_mul_(params, 1 - lr * wd)
+        by_shape = {}  # matrices of one shape are orthogonalised in one batched call
+        for p, u in zip(params, updates):
+            by_shape.setdefault(p.shape, []).append((p, u))
+        for shape, pairs in by_shape.items():
+            ps, us = zip(*pairs)
+            orth = newton_schulz(torch.stack(us), group['ns_steps'])  # (n, rows, cols)
+            torch._foreach_add_(list(ps), list(orth.unbind(0)), alpha=-lr * 0.2 * math.sqrt(max(shape)))
+
+    def _adamw(self, group, params):
+        for p in params:
+            if not self.state[p]:
+                self.state[p].update(step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p),
+                                     exp_avg_sq=torch.zeros_like(p))
+        state = [self.state[p] for p in params]
+        beta1, beta2 = group['betas']
+        adamw(  # torch.optim.AdamW's own update; fused into one kernel on CUDA
+            params, [p.grad for p in params], [s['exp_avg'] for s in state], [s['exp_avg_sq'] for s in state], [],
+            [s['step'] for s in state], fused=group['fused'], foreach=False, amsgrad=False, beta1=beta1, beta2=beta2,
+            lr=group['lr'], weight_decay=group['weight_decay'], eps=group['eps'], maximize=False)
+
+
+OPTIMIZERS = {'adamw': GPT.configure_optimizers, 'muon': GPT.configure_muon}  # train.py's optim key
 
 
 def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=None):

@@ -7,14 +7,16 @@ Train a mini-GPT, on one CPU, one GPU, or many processes with DDP.
 
 Every global below is a config key: config files (python) and --key=value overrides set them.
 """
-import csv
+import time
+
+t_launch = time.time()  # the eval lines' wall time counts from here: imports, compilation and evals included
+import csv  # noqa: E402 (the imports below count)
 import math
 import os
 import shlex
 import shutil
 import signal
 import sys
-import time
 from dataclasses import fields
 
 import numpy as np
@@ -25,8 +27,8 @@ from tqdm import tqdm
 
 from configurator import configure, split_args
 from data.common import Tokenizer, dataset_problem, load_meta
-from model import (GPT, GPTConfig, clean_state_dict, device_setup, eval_sums, load_checkpoint, model_config,
-                   param_norms, peak_flops, save_checkpoint, trace_model)
+from model import (GPT, OPTIMIZERS, GPTConfig, clean_state_dict, device_setup, eval_sums, load_checkpoint,
+                   model_config, param_norms, peak_flops, save_checkpoint, trace_model)
 
 # -----------------------------------------------------------------------------
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
@@ -54,7 +56,8 @@ vocab_size = None  # None: the dataset's vocabulary; larger pads it (50304: GPT-
 # every other GPTConfig field is a config key too, with GPTConfig's default (GPT-2's): n_kv_head, mixer, attn_impl,
 # ffn, ffn_mult, norm, norm_pos, residual, pos_emb, tie_weights, init, qk_norm, ... (model.py says what each does)
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
-# AdamW
+# optimizer
+optim = 'adamw'  # 'adamw' or 'muon' (Keller Jordan 2024): Muon for the matrices inside the blocks, AdamW for the rest
 learning_rate = 4e-3
 max_iters = 1800
 weight_decay = 0.1
@@ -72,6 +75,8 @@ min_lr = 1e-4
 device = None  # None: cuda, then mps, then cpu; or 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; float32 off CUDA (TF32 matmuls on CUDA)
 compile = None  # None: torch.compile on CUDA only
+compile_mode = 'default'  # torch.compile's mode: 'max-autotune' tries more kernels (slower compile), 'reduce-overhead'
+# replays CUDA graphs (fewer launches), 'max-autotune-no-cudagraphs'; the same maths in every mode
 backend = 'nccl'  # DDP backend on CUDA ('gloo' is used on CPU)
 device_peak_flops = None  # MFU's denominator for one device; None: model.PEAK_FLOPS by device name and dtype
 trace = False  # one forward and backward pass of a tiny batch, printed stage by stage (shapes, gradients); then exit
@@ -87,6 +92,8 @@ if init_from not in ('scratch', 'resume'):
     sys.exit(f"error: init_from must be 'scratch' or 'resume', got '{init_from}'")
 if nan_policy not in ('stop', 'skip'):
     sys.exit(f"error: nan_policy must be 'stop' or 'skip', got '{nan_policy}'")
+if optim not in OPTIMIZERS:
+    sys.exit(f"error: optim must be one of {', '.join(OPTIMIZERS)}, got '{optim}'")
 lr_decay_iters = max_iters if lr_decay_iters is None else lr_decay_iters
 try:
     device, device_type, dtype, ctx, device_name = device_setup(device, dtype)
@@ -210,6 +217,10 @@ if init_from == 'resume':  # every check before anything is written
     if changed:
         sys.exit(f"error: the config's model differs from the one in {last_path}: {', '.join(changed)}; "
                  f"resume with the config it was trained with")
+    trained_with = checkpoint['config'].get('optim', 'adamw')  # checkpoints of before the optim key: AdamW
+    if trained_with != optim:
+        sys.exit(f"error: {last_path} was trained with optim='{trained_with}', this run has optim='{optim}': its "
+                 f"optimizer state does not fit; resume with --optim={trained_with}")
     model_args = dict(checkpoint['model_args'], dropout=dropout)  # the model is the checkpoint's; dropout may change
     iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
     best_val_bpb = checkpoint.get('best_val_bpb', float('nan'))  # checkpoints of before bits per byte have none
@@ -245,8 +256,9 @@ if checkpoint is not None:
     model.load_state_dict(clean_state_dict(checkpoint['model']))
 model.to(device)
 
+raw_model = model  # model becomes the compiled / DDP wrapper below
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+optimizer = OPTIMIZERS[optim](raw_model, weight_decay, learning_rate, (beta1, beta2), device_type)
 if checkpoint is not None:
     optimizer.load_state_dict(checkpoint['optimizer'])
     scaler.load_state_dict(checkpoint['scaler'])
@@ -261,11 +273,10 @@ if checkpoint is not None:
               f"continue exactly, dropout from fresh random states")
 checkpoint = None  # free memory
 
-raw_model = model
 if compile:
     if master_process:
         print("compiling the model... (takes a minute)")
-    model = torch.compile(model)
+    model = torch.compile(model, mode=compile_mode)
 if ddp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 
@@ -373,10 +384,10 @@ def evaluate_and_checkpoint():
     if paths:
         save(paths)
     if master_process:
-        seconds, val = time.time() - t_start, metrics['val']
+        seconds, wall, val = time.time() - t_start, time.time() - t_launch, metrics['val']
         bar.write(f"eval {iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} | best val "
-                  f"{best_val_loss:.4f} | val acc {val['acc']:.4f} | val bpb {val['bpb']:.4f} | {seconds:.1f} s")
-        row = {'iter': iter_num, 'tokens': iter_num * tokens_per_iter, 'seconds': f"{seconds:.2f}",
+                  f"{best_val_loss:.4f} | val acc {val['acc']:.4f} | val bpb {val['bpb']:.4f} | {wall:.1f} s wall")
+        row = {'iter': iter_num, 'tokens': iter_num * tokens_per_iter, 'seconds': f"{seconds:.2f}", 'wall': f"{wall:.2f}",
                'lr': f"{get_lr(iter_num):.3e}"}
         row.update({f"{split}_{k}": f"{v:.5f}" for split, m in metrics.items() for k, v in m.items()})
         if iter_num not in logged_iters:  # a resumed run's first eval repeats the stopped run's last one

@@ -1,0 +1,136 @@
+"""Muon (model.Muon, GPT.configure_muon, train.py --optim=muon): the documented rule by hand, AdamW for the rest as
+torch computes it, learning, and checkpoints that resume exactly."""
+import copy
+import io
+import math
+
+import pytest
+import torch
+
+from model import GPT, OPTIMIZERS, GPTConfig, Muon, newton_schulz
+from test_faults import assert_error, evals, train
+
+TINY = dict(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16, bias=True, tie_weights=False)
+HYPER = dict(weight_decay=0.1, learning_rate=0.01, betas=(0.9, 0.95), device_type='cpu')
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(**TINY))
+
+
+def random_grads(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=g)
+
+
+@pytest.mark.parametrize('shape', [(96, 32), (32, 96)])  # tall (transposed inside) and wide
+def test_newton_schulz_gives_singular_values_near_one(shape):
+    torch.manual_seed(0)
+    G = torch.randn(shape) * 3.0
+    U, S, Vh = torch.linalg.svd(G, full_matrices=False)
+    O = newton_schulz(G)
+    assert O.shape == G.shape and O.dtype == G.dtype
+    s = torch.linalg.svdvals(O)
+    assert 0.5 <= s.min() and s.max() <= 1.5, s  # the quintic's spread, not exactly 1
+    assert torch.linalg.norm(O - U @ Vh) / torch.linalg.norm(U @ Vh) < 0.3  # near U V^T, G's orthogonal factor
+
+
+def by_hand_ns(G):
+    """The documented iteration, written out again: normalise, 5 quintic steps on the wide orientation."""
+    X = G.t() if G.shape[0] > G.shape[1] else G
+    X = X / X.norm()
+    for _ in range(5):
+        A = X @ X.t()
+        X = 3.4445 * X - 4.7750 * A @ X + 2.0315 * A @ A @ X
+    return X.t() if G.shape[0] > G.shape[1] else X
+
+
+def test_muon_groups_and_two_steps_by_hand():
+    model = tiny_model()
+    opt = model.configure_muon(**HYPER)
+    assert isinstance(opt, Muon) and OPTIMIZERS['muon'] is GPT.configure_muon
+    muon = {id(p) for g in opt.param_groups if g['use_muon'] for p in g['params']}
+    names = {n for n, p in model.named_parameters() if id(p) in muon}
+    assert names == {f'blocks.{i}.{m}.weight' for i in range(2) for m in
+                     ('mixer.c_attn', 'mixer.c_proj', 'ffn.c_fc', 'ffn.c_proj')}  # the block matrices, nothing else
+    decayed = {n for n, p in model.named_parameters() for g in opt.param_groups
+               if not g['use_muon'] and g['weight_decay'] > 0 and any(p is q for q in g['params'])}
+    assert decayed == {'wte.weight', 'wpe.weight', 'lm_head.weight'}  # AdamW's decay: >= 2-D, outside the blocks
+
+    name, lr, wd, mu = 'blocks.1.ffn.c_fc.weight', HYPER['learning_rate'], HYPER['weight_decay'], 0.95
+    p = dict(model.named_parameters())[name]
+    expected, buf = p.detach().clone(), torch.zeros_like(p)
+    for step, new_lr in ((1, lr), (2, lr / 2)):  # the schedule sets param_group['lr'] between steps
+        for group in opt.param_groups:
+            group['lr'] = new_lr
+        random_grads(model, step)
+        buf = mu * buf + p.grad  # momentum, then Nesterov
+        update = by_hand_ns(p.grad + mu * buf) * 0.2 * math.sqrt(max(p.shape))  # 64 x 16: max 64
+        expected = expected * (1 - new_lr * wd) - new_lr * update
+        opt.step()
+        torch.testing.assert_close(p.detach(), expected, atol=1e-6, rtol=1e-5)
+    assert p.shape == (64, 16)
+
+
+def test_the_adamw_groups_step_as_torch_adamw():
+    model = tiny_model()
+    ref = copy.deepcopy(model)
+    opt = model.configure_muon(**HYPER)
+    ref_opt = ref.configure_optimizers(**HYPER)  # torch.optim.AdamW with the same groups and hyperparameters
+    for step, lr in enumerate((0.01, 0.005, 0.002)):
+        for o in (opt, ref_opt):
+            for group in o.param_groups:
+                group['lr'] = lr
+        random_grads(model, step)
+        random_grads(ref, step)
+        opt.step()
+        ref_opt.step()
+    muon = {id(p) for g in opt.param_groups if g['use_muon'] for p in g['params']}
+    compared = 0
+    for (name, p), q in zip(model.named_parameters(), ref.parameters()):
+        if id(p) not in muon:
+            torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
+            compared += 1
+    assert compared == 3 + 2 * (4 + 4) + 2  # wte, wpe, lm_head; per block 2 norms (gain, bias) and 4 biases; ln_f
+
+
+def test_muon_lowers_the_loss_and_resumes_exactly_from_a_weights_only_state_dict():
+    model = tiny_model()
+    opt = model.configure_muon(**HYPER)
+    g = torch.Generator().manual_seed(0)
+    batches = [torch.randint(11, (2, 4, 8), generator=g) for _ in range(20)]
+
+    def steps(model, opt, batches):
+        losses = []
+        for x, y in batches:
+            _, loss = model(x, y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        return losses
+
+    first = steps(model, opt, batches[:10])
+    buffer = io.BytesIO()
+    torch.save({'model': model.state_dict(), 'optimizer': opt.state_dict()}, buffer)
+    straight = steps(model, opt, batches[10:])
+    assert sum(straight[-5:]) < sum(first[:5])  # it learns (batches of random tokens: below its start, not to 0)
+
+    buffer.seek(0)
+    ckpt = torch.load(buffer, weights_only=True)
+    resumed_model = GPT(GPTConfig(**TINY))
+    resumed_model.load_state_dict(ckpt['model'])
+    resumed_opt = resumed_model.configure_muon(**HYPER)
+    resumed_opt.load_state_dict(ckpt['optimizer'])
+    assert steps(resumed_model, resumed_opt, batches[10:]) == straight  # momentum and moments came back
+
+
+def test_train_py_with_muon_learns_and_resumes_with_muon_only(tmp_path, char_data):
+    out = tmp_path / 'out'
+    first = evals(train(char_data, out, '--optim=muon', '--max_iters=10', '--eval_interval=5', check=True).stdout)
+    assert [e[0] for e in first] == ['0', '5', '10'] and float(first[-1][2]) < float(first[0][2])
+    assert_error(train(char_data, out, '--optim=sgd'), "optim must be one of adamw, muon, got 'sgd'")
+    assert_error(train(char_data, out, '--optim=adamw', '--init_from=resume', '--max_iters=20'),
+                 "was trained with optim='muon'", '--optim=muon')
