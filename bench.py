@@ -3,6 +3,9 @@ Benchmarks, printed as one line each in the same format.
 
     python bench.py                                       # training step of the default CPU model
     python bench.py config/train_shakespeare_char.py      # any training config's model, exactly as train.py builds it
+    python bench.py config/train_shakespeare_char.py --profile=True         # + a profiler trace and the top kernels
+    python bench.py config/train_shakespeare_char.py --compare="--attn_impl=manual"   # A vs B, in one process
+    python bench.py config/train_shakespeare_char.py --compare="config/ladder/20_llama.py --compile=False"
     python bench.py --bench=sample --out_dir=out          # sampling from a checkpoint: without and with the KV cache
     python bench.py config/train_shakespeare_char.py --bench=sample   # from that config's out_dir
 
@@ -10,6 +13,15 @@ train: ms/iter, tokens/s, MFU (where the device's peak is known) and peak memory
 the one train.py builds from the same config: its vocabulary comes from the dataset's meta.json when the dataset is
 prepared, else from what the dataset's prepare.py makes by default (65 characters for shakespeare_char, GPT-2's
 50,257 BPE tokens for shakespeare and tinystories).
+memory: the bytes of the parameters, gradients and optimizer state (tied weights counted once), of the activations
+(the tensors autograd saves for backward in one eager forward pass of the batch, parameters left out) and the
+device's peak over the timed steps (CUDA only).
+--profile=True: after the timed steps, 1 + 2 more steps (skipped, warm-up) then 3 recorded by torch.profiler: a
+Chrome trace (profile_dir/trace.json: chrome://tracing or ui.perfetto.dev), the top kernels by self time per step
+(GPU kernels on CUDA, ops' self CPU time on the CPU), and where the time went, by category (CATEGORIES).
+--compare="<args>": config files and --key=value overrides applied on top of this run's settings make setup B;
+both are built in this process and timed in turn (A, B, A, B, ... compare_rounds times, the median of each kept, so
+that drift hits both); prints B's tokens/s over A's.
 sample: num_samples x max_new_tokens from a checkpoint (or a random model of the config) three ways:
   uncached, one sample after another  (nanoGPT's sample.py: the whole context through the model per token)
   uncached, the samples batched
@@ -17,15 +29,19 @@ sample: num_samples x max_new_tokens from a checkpoint (or a random model of the
 and two gains, each measured in this run: batching (the first vs the second) and the KV cache (the second vs the third).
 """
 import os
+import re
+import shlex
+import statistics
 import sys
 import time
 from dataclasses import fields
 
 import torch
+from torch.autograd import DeviceType
 
-from configurator import configure
+from configurator import ConfigError, configure, parse_config
 from data.common import dataset_vocab_size
-from model import GPT, GPTConfig, device_setup, load_checkpoint, model_config, peak_flops
+from model import GPT, OPTIMIZERS, GPTConfig, device_setup, load_checkpoint, model_config, peak_flops
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train' or 'sample'
@@ -43,8 +59,13 @@ vocab_size = None  # None: the dataset's (see above)
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals()})  # every variant flag
 # train
 learning_rate = 1e-3
+optim = 'adamw'  # as train.py: 'adamw' or 'muon'
 warmup_steps = 5  # untimed steps first (compilation, allocator warm-up)
 steps = 20
+profile = False  # then a few more steps under torch.profiler: a trace, the top kernels, time by category
+profile_dir = 'bench_profile'  # where --profile writes trace.json
+compare = ''  # config files and --key=value overrides (one string) that make a second setup B to time against this one
+compare_rounds = 3  # --compare: A, B, A, B, ... this many times each; the median ms/iter of each is kept
 # sample
 out_dir = ''  # a checkpoint directory from train.py; '' = a randomly initialised model of the config above
 ckpt = 'best'
@@ -57,6 +78,7 @@ seed = 1337
 device = None  # None: cuda, then mps, then cpu
 dtype = None  # None: bfloat16 on CUDA where supported, else float16; float32 off CUDA (model.device_setup)
 compile = None  # None: on for CUDA only (bench=sample: compiles the decode step)
+compile_mode = 'default'  # torch.compile's mode for the training step, as train.py
 device_peak_flops = None  # MFU's denominator; None: model.PEAK_FLOPS by device name and dtype
 # -----------------------------------------------------------------------------
 # training configs also set these; the benchmark has no use for them
@@ -64,84 +86,236 @@ TRAIN_ONLY = ('eval_interval', 'log_interval', 'eval_iters', 'eval_only', 'init_
               'max_iters', 'weight_decay', 'beta1', 'beta2', 'grad_clip', 'decay_lr', 'warmup_iters',
               'lr_decay_iters', 'min_lr', 'backend', 'nan_policy')
 config = configure(globals(), file_only_keys=TRAIN_ONLY)
+try:
+    config_b = parse_config(config, shlex.split(compare), TRAIN_ONLY) if compare else None
+except ConfigError as e:
+    sys.exit(f"error: --compare: {e}")
 if bench not in ('train', 'sample'):
     sys.exit(f"error: bench must be 'train' or 'sample', got '{bench}'")
-if steps < 1 or warmup_steps < 0:
-    sys.exit(f"error: steps must be >= 1 and warmup_steps >= 0, got steps={steps}, warmup_steps={warmup_steps}")
-try:
-    device, device_type, dtype, ctx, device_name = device_setup(device, dtype)
-except ValueError as e:
-    sys.exit(f"error: {e}")
-compile = device_type == 'cuda' if compile is None else compile
-peak = device_peak_flops or peak_flops(device_name, dtype)
-torch.manual_seed(seed)
+if compare and (bench != 'train' or config_b['bench'] != 'train' or compare_rounds < 1):
+    sys.exit("error: --compare times training steps: bench='train' for both, compare_rounds >= 1")
+for s in filter(None, (config, config_b)):
+    if s['optim'] not in OPTIMIZERS:
+        sys.exit(f"error: optim must be one of {', '.join(OPTIMIZERS)}, got '{s['optim']}'")
+    if s['steps'] < 1 or s['warmup_steps'] < 0:
+        sys.exit(f"error: steps must be >= 1 and warmup_steps >= 0, got steps={s['steps']}, "
+                 f"warmup_steps={s['warmup_steps']}")
 
-if bench == 'sample' and out_dir:
-    source = os.path.join(out_dir, f'{ckpt}.pt')
-    if not os.path.exists(source):
-        sys.exit(f"error: no checkpoint at {source}; train one first, or pass --out_dir='' to time a randomly "
-                 f"initialised model")
+# where the time went: the first category whose pattern a kernel's name matches (on the CPU, an op's), else that of
+# the op it ran in (CPU: the enclosing ops; CUDA: the op that launched it); 'other' when none matches
+CATEGORIES = {
+    'attention': r'flash|fmha|cudnn|sdpa|attention',
+    'matmul': r'gemm|cutlass|cublas|nvjet|xmma|sm\d\d_|^aten::(mm|addmm|bmm|baddbmm|matmul|linear|_scaled_mm)$',
+    'compiled': r'triton_|cpp_fused',
+    'optimizer': r'adam|multi_tensor|foreach',
+    'loss': r'cross_entropy|log_?softmax|nll',
+    'copies': r'memcpy|memset|copy_',
+    'communication': r'nccl',
+}
+
+
+def build(s):
+    """The model train.py builds from settings s (or s's checkpoint, bench='sample'), on s's device:
+    (model, device_setup's System, where the model came from)."""
     try:
-        model = GPT.from_checkpoint(load_checkpoint(source))
+        system = device_setup(s['device'], s['dtype'])
     except ValueError as e:
         sys.exit(f"error: {e}")
-else:
-    dataset_vocab, source = dataset_vocab_size(os.path.join(data_dir, dataset))
-    if dataset_vocab is None and vocab_size is None:
-        sys.exit(f"error: no vocabulary size for dataset '{dataset}': prepare it (python data/{dataset}/prepare.py) "
-                 f"or pass --vocab_size=N")
-    try:
-        model = GPT(GPTConfig(**model_config(config, dataset_vocab or vocab_size, f"dataset '{dataset}'")))
-    except ValueError as e:
-        sys.exit(f"error: {e}")
-    source = f"random init, vocabulary from {source}" if vocab_size is None else "random init"
-model.to(device)
-params = f"{model.get_num_params(non_embedding=False):,} params"
-print(f"model: {model.config} ({source})")
+    torch.manual_seed(s['seed'])
+    if s['bench'] == 'sample' and s['out_dir']:
+        source = os.path.join(s['out_dir'], f"{s['ckpt']}.pt")
+        if not os.path.exists(source):
+            sys.exit(f"error: no checkpoint at {source}; train one first, or pass --out_dir='' to time a randomly "
+                     f"initialised model")
+        try:
+            model = GPT.from_checkpoint(load_checkpoint(source))
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+    else:
+        dataset_vocab, source = dataset_vocab_size(os.path.join(s['data_dir'], s['dataset']))
+        if dataset_vocab is None and s['vocab_size'] is None:
+            sys.exit(f"error: no vocabulary size for dataset '{s['dataset']}': prepare it "
+                     f"(python data/{s['dataset']}/prepare.py) or pass --vocab_size=N")
+        try:
+            model = GPT(GPTConfig(**model_config(s, dataset_vocab or s['vocab_size'], f"dataset '{s['dataset']}'")))
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+        source = f"random init, vocabulary from {source}" if s['vocab_size'] is None else "random init"
+    print(f"model: {model.config} ({source})")
+    return model.to(system.device), system, source
 
 
-def sync():
+def timed(fn, device_type):
     if device_type == 'cuda':
         torch.cuda.synchronize()
-
-
-def timed(fn):
-    sync()
     t0 = time.perf_counter()
     out = fn()
-    sync()
+    if device_type == 'cuda':
+        torch.cuda.synchronize()
     return out, time.perf_counter() - t0
 
 
-if bench == 'train':
-    optimizer = model.configure_optimizers(0.1, learning_rate, (0.9, 0.95), device_type)
-    step_model = torch.compile(model) if compile else model
-    X = torch.randint(model.config.vocab_size, (batch_size, model.config.block_size), device=device)
-    Y = torch.randint(model.config.vocab_size, (batch_size, model.config.block_size), device=device)
+def nbytes(tensors):
+    """Bytes of the distinct storages behind tensors: a storage shared by several (tied weights, views) counts once."""
+    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
+def state_tensors(optimizer):
+    return [v for state in optimizer.state.values() for v in state.values() if torch.is_tensor(v)]
+
+
+def train_setup(s):
+    """Settings s ready to time: model, optimizer and batch, warmed up (a dict of what timing and reports use)."""
+    model, system, _ = build(s)
+    compiled = system.device_type == 'cuda' if s['compile'] is None else s['compile']
+    optimizer = OPTIMIZERS[s['optim']](model, 0.1, s['learning_rate'], (0.9, 0.95), system.device_type)
+    step_model = torch.compile(model, mode=s['compile_mode']) if compiled else model
+    X, Y = (torch.randint(model.config.vocab_size, (s['batch_size'], model.config.block_size), device=system.device)
+            for _ in range(2))
 
     def train_steps(n):
         loss = None
         for _ in range(n):
-            with ctx:
+            with system.ctx:
                 _, loss = step_model(X, Y)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         return loss
 
-    train_steps(warmup_steps)
-    if device_type == 'cuda':
+    train_steps(s['warmup_steps'])
+    return dict(s=s, model=model, optimizer=optimizer, X=X, Y=Y, system=system, compiled=compiled,
+                train_steps=train_steps, runs=[])
+
+
+def held(t):
+    """Device bytes setup t holds between steps (parameters, optimizer state, batch): under --compare the other setup's
+    are taken off the peak of this one's steps."""
+    return nbytes([x for x in [*t['model'].parameters(), *state_tensors(t['optimizer']), t['X'], t['Y']] if x.is_cuda])
+
+
+def time_steps(t, others):
+    """Time t's steps once: (seconds per step, last loss, peak device bytes of the steps less what `others` hold)."""
+    cuda = t['system'].device_type == 'cuda'
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
-    loss, dt = timed(lambda: train_steps(steps))
-    dt /= steps
-    tokens = batch_size * model.config.block_size
-    mfu = model.estimate_mfu(tokens / dt, peak)
-    mem = f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB" if device_type == 'cuda' else 'n/a'
-    print(f"train | {params} | {model.flops_per_token():,} FLOPs/token | {device_name} {dtype} compile={compile} "
-          f"| {1000 * dt:.2f} ms/iter | {tokens / dt:,.0f} tok/s | mfu {'n/a' if mfu is None else f'{100 * mfu:.2f}%'} "
-          f"| peak mem {mem} | loss {loss.item():.4f}")
+    loss, dt = timed(lambda: t['train_steps'](t['s']['steps']), t['system'].device_type)
+    peak = torch.cuda.max_memory_allocated() - sum(map(held, others)) if cuda else None
+    return dt / t['s']['steps'], loss.item(), peak
+
+
+def memory(t):
+    """Bytes of t's parameters, gradients, optimizer state and activations: what autograd saves for backward in one
+    eager forward pass of the batch, parameters left out (autocast's low-precision copies of weights count)."""
+    model, params = t['model'], list(t['model'].parameters())
+    param_storages = {p.untyped_storage().data_ptr() for p in params}
+    saved = []
+
+    def pack(x):
+        if x.untyped_storage().data_ptr() not in param_storages:
+            saved.append(x)
+        return x
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x), t['system'].ctx:
+        _, loss = model(t['X'], t['Y'])
+    activations = nbytes(saved)
+    saved.clear()
+    loss.backward()
+    grads = nbytes(p.grad for p in params if p.grad is not None)
+    t['optimizer'].zero_grad(set_to_none=True)
+    return nbytes(params), grads, nbytes(state_tensors(t['optimizer'])), activations
+
+
+def report(t):
+    """Print t's train and memory lines (the median of its timings); return (ms/iter, tokens/s)."""
+    s, model, system = t['s'], t['model'], t['system']
+    dt = statistics.median(r[0] for r in t['runs'])
+    tokens = s['batch_size'] * model.config.block_size
+    mfu = model.estimate_mfu(tokens / dt, s['device_peak_flops'] or peak_flops(system.name, system.dtype))
+    peak = None if t['runs'][0][2] is None else max(r[2] for r in t['runs'])
+    print(f"train | {model.get_num_params(non_embedding=False):,} params | {model.flops_per_token():,} FLOPs/token "
+          f"| {system.name} {system.dtype} compile={t['compiled']} | {1000 * dt:.2f} ms/iter "
+          f"| {tokens / dt:,.0f} tok/s | mfu {'n/a' if mfu is None else f'{100 * mfu:.2f}%'} "
+          f"| peak mem {'n/a' if peak is None else f'{peak / 2**30:.2f} GiB'} | loss {t['runs'][-1][1]:.4f}")
+    mib = [f"{b / 2**20:,.2f} MiB" for b in memory(t)]
+    print(f"memory | params {mib[0]} | grads {mib[1]} | optimizer {mib[2]} | activations {mib[3]} (saved for backward, "
+          f"one micro-batch, eager) | peak {'n/a' if peak is None else f'{peak / 2**20:,.2f} MiB'}", flush=True)
+    return 1000 * dt, tokens / dt
+
+
+def category(names):
+    """The first of CATEGORIES that one of names matches, in order (a kernel's own name first), else 'other'."""
+    return next((c for name in names for c, pattern in CATEGORIES.items() if re.search(pattern, name, re.I)), 'other')
+
+
+def enclosing(op):
+    """The names of op and of the ops around it, innermost first."""
+    names = []
+    while op is not None:
+        names, op = names + [op.name], op.cpu_parent
+    return names
+
+
+def profile_steps(t, ms_per_iter, wait=1, warmup=2, active=3):
+    """Run wait + warmup + active more steps of t under torch.profiler; write the Chrome trace and print the top
+    kernels (GPU kernels on CUDA, ops' self CPU time elsewhere) and the time by category, per recorded step."""
+    cuda = t['system'].device_type == 'cuda'
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if cuda else [])
+    schedule = torch.profiler.schedule(wait=wait, warmup=warmup, active=active, repeat=1)
+    with torch.profiler.profile(activities=activities, schedule=schedule, acc_events=True) as prof:  # one cycle
+        for _ in range(wait + warmup + active):
+            t['train_steps'](1)
+            prof.step()
+    os.makedirs(profile_dir, exist_ok=True)
+    path = os.path.join(profile_dir, 'trace.json')
+    prof.export_chrome_trace(path)
+    events = prof.events()
+    per_name, per_category = {}, dict.fromkeys([*CATEGORIES, 'other'], 0.0)  # microseconds over the active steps
+    for e in events:
+        if e.device_type != (DeviceType.CUDA if cuda else DeviceType.CPU) or cuda and e.is_user_annotation:
+            continue  # on the GPU, record_function's ranges (ProfilerStep*, Optimizer.step) span kernels counted too
+        us = e.self_device_time_total if cuda else e.self_cpu_time_total
+        name = re.sub(r'^void |at::native::|\(anonymous namespace\)::', '', e.name)  # a kernel's informative part
+        name = '(outside any op: python)' if name.startswith('ProfilerStep') else name
+        name_us, calls = per_name.get(name, (0.0, 0))
+        per_name[name] = name_us + us, calls + 1
+        per_category[category([e.name] if cuda else [e.name, *enclosing(e.cpu_parent)])] += us
+    if cuda:  # a kernel whose name says nothing goes to the category of the op that launched it, or of those around it
+        for op in (e for e in events if e.device_type == DeviceType.CPU):
+            for k in op.kernels:
+                if category([k.name]) == 'other':
+                    per_category['other'] -= k.duration
+                    per_category[category(enclosing(op))] += k.duration
+    total = sum(per_category.values())
+    what = 'kernel time on the GPU' if cuda else 'CPU time'
+    print(f"profile | {active} steps recorded (after {wait} skipped, {warmup} warm-up) | {what} "
+          f"{total / active / 1000:.3f} ms/step (timed: {ms_per_iter:.2f} ms/iter) | trace {path}")
+    print(f"profile | top {'kernels' if cuda else 'ops'} by self {'GPU' if cuda else 'CPU'} time, per step")
+    for name, (us, calls) in sorted(per_name.items(), key=lambda kv: -kv[1][0])[:15]:
+        print(f"profile | {name[:60]:<60} | {us / active / 1000:8.3f} ms/step | {100 * us / total:5.1f}% "
+              f"| {calls / active:.1f} calls/step")
+    print("profile | where the time went, per step")
+    for cat, us in per_category.items():
+        if us > 0.5:  # microseconds, over the recorded steps
+            print(f"profile | {cat:<13} | {us / active / 1000:8.3f} ms/step | {100 * us / total:5.1f}%")
+
+
+if bench == 'train':
+    setups = [train_setup(s) for s in (config, config_b) if s]
+    for _ in range(compare_rounds if compare else 1):  # in turn, so that drift (clocks, other jobs) hits both alike
+        for t in setups:
+            t['runs'].append(time_steps(t, [u for u in setups if u is not t]))
+    results = [report(t) for t in setups]  # (ms/iter, tokens/s) each
+    if compare:
+        (ms_a, tok_s_a), (ms_b, tok_s_b) = results
+        print(f"compare | B vs A | {tok_s_b / tok_s_a:.3f}x tokens/s | {ms_a:.2f} -> {ms_b:.2f} ms/iter | B: {compare}")
+    if profile:
+        profile_steps(setups[0], results[0][0])
 
 else:
+    model, (device, device_type, dtype, ctx, device_name), source = build(config)
+    compile = device_type == 'cuda' if compile is None else compile
+    params = f"{model.get_num_params(non_embedding=False):,} params"
     model.eval()
     decode = torch.compile(model.step, mode='reduce-overhead', fullgraph=True) if compile else None
     prompt = torch.zeros((1, 1), dtype=torch.long, device=device)
@@ -162,7 +336,7 @@ else:
     for name, kv_cache, batched in (('uncached, one sample after another', False, False),
                                     ('uncached, batched', False, True),
                                     ('KV cache, batched', True, True)):
-        _, dt = timed(lambda: run(kv_cache, batched))
+        _, dt = timed(lambda: run(kv_cache, batched), device_type)
         seconds.append(dt)
         print(f"sample | {params} | {device_name} {dtype} compile={compile and kv_cache} | {name:<34} "
               f"| {num_samples} x {max_new_tokens} tokens in {dt:.4f} s | {tokens / dt:,.0f} tok/s", flush=True)

@@ -55,3 +55,60 @@ def test_sample_gains_are_the_ratios_of_the_times_printed():
     assert len(seconds) == 3
     assert batching == pytest.approx(seconds[0] / seconds[1], rel=0.01, abs=0.006)  # one after another vs batched
     assert cache == pytest.approx(seconds[1] / seconds[2], rel=0.01, abs=0.006)  # batched: uncached vs cached
+
+
+def test_profile_figures_are_per_recorded_step(tmp_path):
+    """--profile: each figure is the total over the 3 recorded steps / 3 (checked against the trace it writes), the
+    percentages are shares of the step's total, and the categories add up to it."""
+    p = run('bench.py', *TINY, '--steps=1', '--warmup_steps=0', '--profile=True', f'--profile_dir={tmp_path}')
+    total = float(re.search(r'profile \| 3 steps recorded .* \| CPU time ([\d.]+) ms/step', p.stdout)[1])
+    events = [e for e in json.loads((tmp_path / 'trace.json').read_text())['traceEvents'] if e.get('ph') == 'X']
+    steps = [e['dur'] for e in events if e['name'].startswith('ProfilerStep#')]
+    assert len(steps) == 3 and total == pytest.approx(sum(steps) / 3 / 1000, abs=0.0011)  # the CPU time of a step
+
+    rows = re.findall(r'^profile \| (.+?) +\| +([\d.]+) ms/step \| +([\d.]+)% \| ([\d.]+) calls/step$', p.stdout, re.M)
+    assert len(rows) == 15 and '(outside any op: python)' in [name for name, *_ in rows]
+    calls = {name: sum(e['name'] == name for e in events) for name in {e['name'] for e in events}}
+    assert sum(name in calls for name, *_ in rows) >= 10 and 'aten::mm' in calls
+    for name, ms, pct, per_step in rows:
+        assert name not in calls or float(per_step) == pytest.approx(calls[name] / 3, abs=0.05)
+        assert float(pct) == pytest.approx(100 * float(ms) / total, abs=0.06 + 0.06 / total)
+
+    cats = dict((c, (float(ms), float(pct))) for c, ms, pct in
+                re.findall(r'^profile \| (\w+) +\| +([\d.]+) ms/step \| +([\d.]+)%$', p.stdout, re.M))
+    assert {'matmul', 'attention', 'optimizer', 'loss', 'other'} <= set(cats) <= {
+        'attention', 'matmul', 'compiled', 'optimizer', 'loss', 'copies', 'communication', 'other'}
+    assert sum(pct for _, pct in cats.values()) == pytest.approx(100, abs=0.05 * len(cats))
+    assert sum(ms for ms, _ in cats.values()) == pytest.approx(total, abs=0.0005 * len(cats) + 0.0005)
+
+
+def test_memory_breakdown():
+    """Parameters and gradients: float32 bytes of the (tied) parameters; AdamW: two moments (and a 4-byte step per
+    parameter); activations: twice as many for twice the batch."""
+    p = run('bench.py', *TINY, '--n_embd=128', '--steps=1', '--warmup_steps=0', '--compare=--batch_size=8',
+            '--compare_rounds=1')
+    lines = re.findall(r'memory \| params ([\d.]+) MiB \| grads ([\d.]+) MiB \| optimizer ([\d.]+) MiB \| activations '
+                       r'([\d.]+) MiB \(saved for backward, one micro-batch, eager\) \| peak n/a', p.stdout)
+    assert len(lines) == 2
+    (params, grads, optimizer, acts), (params_b, *_, acts_b) = [[float(x) for x in line] for line in lines]
+    model = GPT(GPTConfig(n_layer=1, n_embd=128, n_head=2, block_size=16, vocab_size=65, bias=False))
+    assert params == params_b == round(4 * model.get_num_params(non_embedding=False) / 2**20, 2) > 0.5
+    assert grads == params and optimizer == pytest.approx(2 * params, abs=0.011)
+    assert acts > 0.1 and acts_b == pytest.approx(2 * acts, rel=0.05)
+
+
+def test_compare_times_both_setups_and_prints_their_ratio():
+    p = run('bench.py', *TINY, '--steps=1', '--warmup_steps=1', '--compare=--attn_impl=manual --batch_size=8',
+            '--compare_rounds=2')
+    models = re.findall(r"^model: GPTConfig\(.*attn_impl='(\w+)'", p.stdout, re.M)
+    trains = re.findall(r'^train \| .* \| ([\d.]+) ms/iter \| ([\d,]+) tok/s', p.stdout, re.M)
+    assert models == ['sdpa', 'manual'] and len(trains) == 2
+    (ms_a, tok_a), (ms_b, tok_b) = [(float(ms), float(tok.replace(',', ''))) for ms, tok in trains]
+    assert ms_a == pytest.approx(4 * 16 * 1000 / tok_a, abs=0.0051)
+    assert ms_b == pytest.approx(8 * 16 * 1000 / tok_b, abs=0.0051)  # B's own batch size
+    m = re.search(r'^compare \| B vs A \| ([\d.]+)x tokens/s \| ([\d.]+) -> ([\d.]+) ms/iter \| '
+                  r'B: --attn_impl=manual --batch_size=8$', p.stdout, re.M)
+    assert m and float(m[1]) == pytest.approx(tok_b / tok_a, rel=2e-3, abs=0.0011)
+    assert (float(m[2]), float(m[3])) == (ms_a, ms_b)
+    p = run('bench.py', *TINY, '--compare=--n_layr=2', check=False)
+    assert p.returncode == 1 and p.stderr.startswith("error: --compare: unknown config key 'n_layr'; did you mean")
