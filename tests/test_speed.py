@@ -1,0 +1,49 @@
+"""Speed options change the speed, not the maths: the compiled training step gives the loss and gradients of the plain
+(eager) one. Muon's batched update and the AdamW half of it are checked against their plain rules in test_optim.py."""
+import pytest
+import torch
+
+from model import GPT, GPTConfig
+
+
+def loss_and_grads(model, step, X, Y):
+    model.zero_grad(set_to_none=True)
+    _, loss = step(X, Y)
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_compiled_step_equals_the_eager_one():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=40))
+    X, Y = torch.randint(40, (4, 16)), torch.randint(40, (4, 16))
+    loss, grads = loss_and_grads(model, model, X, Y)
+    try:
+        compiled_loss, compiled_grads = loss_and_grads(model, torch.compile(model), X, Y)
+    except Exception as e:  # no C++ compiler for inductor's CPU kernels, say
+        pytest.skip(f"torch.compile does not run here: {type(e).__name__}")
+    assert compiled_loss == pytest.approx(loss, rel=1e-5)
+    for g, cg in zip(grads, compiled_grads):
+        torch.testing.assert_close(cg, g, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_adamw_in_muon_equals_the_plain_update():
+    """On CUDA, Muon's AdamW groups run PyTorch's fused kernel (configure_muon(..., 'cuda')); it runs on a CPU too."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=8, vocab_size=20))
+    batches = [torch.randint(20, (2, 8)) for _ in range(3)]
+    weights = []
+    for fused in (False, True):
+        m = GPT(model.config)
+        m.load_state_dict(model.state_dict())
+        opt = m.configure_muon(0.1, 1e-2, (0.9, 0.95), 'cpu')
+        for group in opt.param_groups:
+            group['fused'] = fused
+        for x in batches:
+            m(x, x)[1].backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        weights.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    assert all(g['fused'] for g in model.configure_muon(0.1, 1e-2, (0.9, 0.95), 'cuda').param_groups)
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-4, atol=1e-4)
+
