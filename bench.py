@@ -145,6 +145,10 @@ def build(s):
     return model.to(system.device), system, source
 
 
+def compiles(s, device_type):
+    return device_type == 'cuda' if s['compile'] is None else s['compile']  # None: on CUDA only
+
+
 def timed(fn, device_type):
     if device_type == 'cuda':
         torch.cuda.synchronize()
@@ -167,7 +171,7 @@ def state_tensors(optimizer):
 def train_setup(s):
     """Settings s ready to time: model, optimizer and batch, warmed up (a dict of what timing and reports use)."""
     model, system, _ = build(s)
-    compiled = system.device_type == 'cuda' if s['compile'] is None else s['compile']
+    compiled = compiles(s, system.device_type)
     optimizer = OPTIMIZERS[s['optim']](model, 0.1, s['learning_rate'], (0.9, 0.95), system.device_type)
     step_model = torch.compile(model, mode=s['compile_mode']) if compiled else model
     X, Y = (torch.randint(model.config.vocab_size, (s['batch_size'], model.config.block_size), device=system.device)
@@ -314,7 +318,7 @@ if bench == 'train':
 
 else:
     model, (device, device_type, dtype, ctx, device_name), source = build(config)
-    compile = device_type == 'cuda' if compile is None else compile
+    compile = compiles(config, device_type)
     params = f"{model.get_num_params(non_embedding=False):,} params"
     model.eval()
     decode = torch.compile(model.step, mode='reduce-overhead', fullgraph=True) if compile else None

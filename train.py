@@ -387,8 +387,8 @@ def evaluate_and_checkpoint():
         seconds, wall, val = time.time() - t_start, time.time() - t_launch, metrics['val']
         bar.write(f"eval {iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} | best val "
                   f"{best_val_loss:.4f} | val acc {val['acc']:.4f} | val bpb {val['bpb']:.4f} | {wall:.1f} s wall")
-        row = {'iter': iter_num, 'tokens': iter_num * tokens_per_iter, 'seconds': f"{seconds:.2f}", 'wall': f"{wall:.2f}",
-               'lr': f"{get_lr(iter_num):.3e}"}
+        row = {'iter': iter_num, 'tokens': iter_num * tokens_per_iter, 'seconds': f"{seconds:.2f}",
+               'wall': f"{wall:.2f}", 'lr': f"{get_lr(iter_num):.3e}"}
         row.update({f"{split}_{k}": f"{v:.5f}" for split, m in metrics.items() for k, v in m.items()})
         if iter_num not in logged_iters:  # a resumed run's first eval repeats the stopped run's last one
             append_csv(evals_path, row)
