@@ -42,7 +42,7 @@ def test_train_line_arithmetic_and_no_warmup():
     params, flops, ms, tok_s, mfu = (float(g.replace(',', '')) for g in m.groups())
     model = GPT(GPTConfig(n_layer=1, n_embd=32, n_head=2, block_size=16, vocab_size=65, bias=False))
     assert params == model.get_num_params(non_embedding=False) and flops == model.flops_per_token()
-    assert tok_s == pytest.approx(4 * 16 / (ms / 1000), rel=1e-3)
+    assert tok_s == pytest.approx(4 * 16 / (ms / 1000), rel=1e-3 + 0.005 / ms)  # ms is printed to 0.01
     assert mfu == pytest.approx(100 * flops * tok_s / 1e10, abs=0.006)
     p = run('bench.py', *TINY, '--steps=0', check=False)
     assert p.returncode == 1 and p.stderr.startswith('error: steps must be >= 1')
