@@ -41,7 +41,7 @@ from torch.autograd import DeviceType
 
 from configurator import ConfigError, configure, parse_config
 from data.common import dataset_vocab_size
-from model import GPT, OPTIMIZERS, GPTConfig, device_setup, load_checkpoint, model_config, peak_flops
+from model import GPT, OPTIMIZERS, GPTConfig, device_setup, load_checkpoint, model_config, newton_schulz, peak_flops
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train' or 'sample'
@@ -174,6 +174,8 @@ def train_setup(s):
     compiled = compiles(s, system.device_type)
     optimizer = OPTIMIZERS[s['optim']](model, 0.1, s['learning_rate'], (0.9, 0.95), system.device_type)
     step_model = torch.compile(model, mode=s['compile_mode']) if compiled else model
+    if compiled and s['optim'] == 'muon':  # as train.py
+        optimizer.orthogonalize = torch.compile(newton_schulz, dynamic=False)
     X, Y = (torch.randint(model.config.vocab_size, (s['batch_size'], model.config.block_size), device=system.device)
             for _ in range(2))
 

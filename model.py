@@ -646,6 +646,7 @@ class Muon(torch.optim.Optimizer):
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
                         betas=betas, eps=eps, use_muon=False, fused=fused)
         super().__init__(params, defaults)
+        self.orthogonalize = newton_schulz  # train.py swaps in torch.compile(newton_schulz): fewer kernel launches
         for group in self.param_groups:
             if group['use_muon'] and any(p.dim() != 2 for p in group['params']):
                 raise ValueError("Muon: a use_muon group takes 2-D matrices only")
@@ -675,7 +676,7 @@ class Muon(torch.optim.Optimizer):
             by_shape.setdefault(p.shape, []).append((p, u))
         for shape, pairs in by_shape.items():
             ps, us = zip(*pairs)
-            orth = newton_schulz(torch.stack(us), group['ns_steps'])  # (n, rows, cols)
+            orth = self.orthogonalize(torch.stack(us), group['ns_steps'])  # (n, rows, cols)
             torch._foreach_add_(list(ps), list(orth.unbind(0)), alpha=-lr * 0.2 * math.sqrt(max(shape)))
 
     def _adamw(self, group, params):

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from configurator import configure, split_args
 from data.common import Tokenizer, dataset_problem, load_meta
 from model import (GPT, OPTIMIZERS, GPTConfig, clean_state_dict, device_setup, eval_sums, load_checkpoint,
-                   model_config, param_norms, peak_flops, save_checkpoint, trace_model)
+                   model_config, newton_schulz, param_norms, peak_flops, save_checkpoint, trace_model)
 
 # -----------------------------------------------------------------------------
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
@@ -38,6 +38,7 @@ eval_interval = 300
 log_interval = 10
 eval_iters = 20  # batches per split in each eval; the same batches every time
 eval_only = False
+eval_at_start = True  # also eval before the first step (the untrained model, or where a resumed run starts)
 init_from = 'scratch'  # 'scratch' or 'resume' (from out_dir/last.pt)
 seed = 1337
 # data
@@ -46,6 +47,7 @@ dataset = 'shakespeare_char'
 gradient_accumulation_steps = 1  # micro-batches of batch_size per optimizer step, counted over all processes
 batch_size = 32
 block_size = 64
+data_on_device = None  # hold train.bin and val.bin in device memory; None: on CUDA, if they fit in 2 GiB as int32
 # model
 n_layer = 2
 n_head = 4
@@ -167,7 +169,18 @@ for split, n in n_tokens.items():
         sys.exit(f"error: {split}.bin of '{dataset}' holds {n} tokens, fewer than block_size + 1 = {block_size + 1}")
 
 
+if data_on_device is None:  # both splits in device memory (as int32), batches gathered there: no host work per step
+    data_on_device = device_type == 'cuda' and 4 * sum(n_tokens.values()) <= 2 ** 31
+on_device = {s: torch.from_numpy(load_split(s).astype(np.int32)).to(device) for s in n_tokens if data_on_device}
+
+
 def batch_at(split, ix):
+    """The sequences starting at the positions ix (B,): inputs x and targets y (B, block_size), int64 on the device."""
+    if split in on_device:
+        if device_type == 'cuda':
+            ix = ix.pin_memory()
+        pos = ix.to(device, non_blocking=True)[:, None] + torch.arange(block_size, device=device)  # (B, block_size)
+        return on_device[split][pos].long(), on_device[split][pos + 1].long()
     data = load_split(split)
     x = torch.stack([torch.from_numpy(data[i:i + block_size].astype(np.int64)) for i in ix.tolist()])
     y = torch.stack([torch.from_numpy(data[i + 1:i + 1 + block_size].astype(np.int64)) for i in ix.tolist()])
@@ -277,6 +290,8 @@ if compile:
     if master_process:
         print("compiling the model... (takes a minute)")
     model = torch.compile(model, mode=compile_mode)
+    if optim == 'muon':  # one static graph per matrix shape
+        optimizer.orthogonalize = torch.compile(newton_schulz, dynamic=False)
 if ddp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 
@@ -579,7 +594,8 @@ eval_seconds = 0.0
 skipped = skipped_in_a_row = 0  # steps skipped for a non-finite loss or gradient (nan_policy='skip')
 first_bad = torch.tensor(-1, device=device)  # the first step with a non-finite loss or gradient since the last check
 while True:
-    if iter_num % eval_interval == 0 or iter_num == max_iters or eval_only:
+    if (iter_num % eval_interval == 0 and (iter_num > start_iter or eval_at_start)) or iter_num == max_iters \
+            or eval_only:
         t_eval = time.time()
         metrics = evaluate_and_checkpoint()
         eval_seconds += time.time() - t_eval

@@ -171,3 +171,9 @@ def test_grad_norms_logs_every_block_at_every_log_line(tmp_path, char_data):
     assert [int(r['iter']) for r in rows] == [5, 10]  # log_interval=5
     assert list(rows[0]) == ['iter', 'embeddings', 'block_0', 'block_1', 'head']
     assert all(0 < float(v) < 1e3 for r in rows for k, v in r.items() if k != 'iter')
+
+
+def test_eval_at_start_false_skips_only_the_eval_before_the_first_step(tmp_path, char_data):
+    p = run('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}', '--max_iters=10',
+            '--eval_interval=5', '--eval_at_start=False')
+    assert [e[0] for e in evals(p.stdout)] == ['5', '10']

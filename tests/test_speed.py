@@ -1,9 +1,12 @@
 """Speed options change the speed, not the maths: the compiled training step gives the loss and gradients of the plain
 (eager) one. Muon's batched update and the AdamW half of it are checked against their plain rules in test_optim.py."""
+import re
+
 import pytest
 import torch
+from conftest import TINY, run
 
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, newton_schulz
 
 
 def loss_and_grads(model, step, X, Y):
@@ -47,3 +50,25 @@ def test_fused_adamw_in_muon_equals_the_plain_update():
     assert all(g['fused'] for g in model.configure_muon(0.1, 1e-2, (0.9, 0.95), 'cuda').param_groups)
     torch.testing.assert_close(weights[1], weights[0], rtol=1e-4, atol=1e-4)
 
+
+
+def test_batches_gathered_in_device_memory_give_the_same_curve(tmp_path, char_data):
+    """On CUDA train.py holds small splits in device memory (data_on_device=None) and gathers each batch there; the
+    batches, and so every eval, are those read from the memmaps. Forced on here: the CPU is the device."""
+    curves = []
+    for on_device in (False, True):
+        p = run('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path / str(on_device)}',
+                '--max_iters=10', '--eval_interval=5', f'--data_on_device={on_device}')
+        curves.append(re.findall(r'eval +\d+ \| train [\d.]+ \| val [\d.]+', p.stdout))
+    assert len(curves[0]) == 3 and curves[1] == curves[0]
+
+
+def test_compiled_newton_schulz_equals_the_eager_one():
+    """train.py compiles Muon's orthogonalisation along with the model (one graph per matrix shape)."""
+    torch.manual_seed(0)
+    G = torch.randn(3, 48, 32)
+    try:
+        compiled = torch.compile(newton_schulz, dynamic=False)(G)
+    except Exception as e:  # no C++ compiler for inductor's CPU kernels, say
+        pytest.skip(f"torch.compile does not run here: {type(e).__name__}")
+    torch.testing.assert_close(compiled, newton_schulz(G), rtol=1e-4, atol=1e-5)
