@@ -29,4 +29,4 @@ warmup_iters = 100
 min_lr = 1e-4
 beta2 = 0.99
 
-compile_mode = 'reduce-overhead'  # CUDA graphs: a step of this small model is otherwise bound by python's kernel launches
+compile_mode = 'reduce-overhead'  # CUDA graphs: this small model's step is otherwise bound by python's launches
