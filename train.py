@@ -1,9 +1,10 @@
 """
-Train a mini-GPT, on one CPU, one GPU, or many processes with DDP.
+Train a mini-GPT, on one CPU, one GPU, or many processes with DDP, on one machine or many.
 
     python train.py                                  # the default: char-level shakespeare, ~2 min on a 2-core CPU
     python train.py config/train_shakespeare_char.py --max_iters=2000
     torchrun --standalone --nproc_per_node=4 train.py config/train_shakespeare_char.py
+    torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=8 train.py ...
 
 Every global below is a config key: config files (python) and --key=value overrides set them.
 """
@@ -79,7 +80,7 @@ dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; 
 compile = None  # None: torch.compile on CUDA only
 compile_mode = 'default'  # torch.compile's mode: 'max-autotune' tries more kernels (slower compile), 'reduce-overhead'
 # replays CUDA graphs (fewer launches), 'max-autotune-no-cudagraphs'; the same maths in every mode
-backend = 'nccl'  # DDP backend on CUDA ('gloo' is used on CPU)
+backend = 'nccl'  # torch.distributed backend on CUDA ('gloo' is used on CPU)
 device_peak_flops = None  # MFU's denominator for one device; None: model.PEAK_FLOPS by device name and dtype
 trace = False  # one forward and backward pass of a tiny batch, printed stage by stage (shapes, gradients); then exit
 grad_norms = False  # at every log line, each block's gradient norm (before clipping) to out_dir/grad_norms.csv
@@ -101,8 +102,9 @@ try:
     device, device_type, dtype, ctx, device_name = device_setup(device, dtype)
 except ValueError as e:
     sys.exit(f"error: {e}")
-ddp = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun?
-rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')) if ddp else (0, 0, 1)
+distributed = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun? (rank: over every machine; local: this one)
+rank, local_rank, world_size, local_world_size = (int(os.environ[k]) for k in (
+    'RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE')) if distributed else (0, 0, 1, 1)
 master_process = rank == 0
 
 
@@ -127,12 +129,12 @@ if split is None:
              f"multiple of {world_size}" if master_process else 1)
 micro_steps, micro_batch = split
 tokens_per_iter = world_size * micro_steps * micro_batch * block_size  # = gradient_accumulation_steps * batch_size * T
-if ddp:
+if distributed:
     if device_type == 'cuda':
         gpus = torch.cuda.device_count()
-        if int(os.environ['LOCAL_WORLD_SIZE']) > gpus:
-            sys.exit(f"error: {os.environ['LOCAL_WORLD_SIZE']} processes on this machine, but it has {gpus} GPUs: "
-                     f"one process per GPU (--nproc_per_node={gpus}), or --device=cpu" if master_process else 1)
+        if local_world_size > gpus:
+            sys.exit(f"error: {local_world_size} processes on this machine, but it has {gpus} GPUs: "
+                     f"one process per GPU (--nproc_per_node={gpus}), or --device=cpu" if local_rank == 0 else 1)
         device = f'cuda:{local_rank}'
         torch.cuda.set_device(device)
     init_process_group(backend=backend if device_type == 'cuda' else 'gloo')
@@ -292,7 +294,7 @@ if compile:
     model = torch.compile(model, mode=compile_mode)
     if optim == 'muon':  # one static graph per matrix shape
         optimizer.orthogonalize = torch.compile(newton_schulz, dynamic=False)
-if ddp:
+if distributed:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
 
 
@@ -332,24 +334,24 @@ def agree(*values):
     """Integers every process agrees on: the maximum over all processes of each value (DDP), read on the CPU.
     A collective call: every process makes it at the same step."""
     flags = torch.stack([torch.as_tensor(v, device=device).long().reshape(()) for v in values])
-    if ddp:
+    if distributed:
         torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
     return flags.tolist()
 
 
 def stop(message, code=1):
     """Every process stops; rank 0 prints the one error line."""
-    if ddp:
+    if distributed:
         destroy_process_group()
     sys.exit(message if master_process else code)
 
 
 def rng_states():
-    """Every process's random states, a list by rank (DDP: a collective call, so every process makes it)."""
+    """Every process's random states, a list by rank (several processes: a collective, every process calls it)."""
     rng = {'data': batch_rng_state, 'torch': torch.get_rng_state()}
     if device_type == 'cuda':
         rng['cuda'] = torch.cuda.get_rng_state(device)
-    if not ddp:
+    if not distributed:
         return [rng]
     rngs = [None] * world_size
     torch.distributed.all_gather_object(rngs, rng)
@@ -415,7 +417,7 @@ def train_step(batches):
     loss (a device tensor), the gradient norm, and whether anything was non-finite (a device tensor: no sync)."""
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     for micro_step, (X, Y) in enumerate(batches):
-        if ddp:  # only sync gradients on the last micro step
+        if distributed:  # only sync gradients on the last micro step
             model.require_backward_grad_sync = micro_step == micro_steps - 1
         with ctx:
             _, loss = model(X, Y)
@@ -447,8 +449,8 @@ def log_block_grad_norms():
 def must_sync(it):
     """Reading device flags makes the CPU wait for the GPU (this step no longer overlaps the next), so it happens
     only where it must: every step for nan_policy='skip', at log lines, before evals and the end, after a signal
-    (without DDP: under DDP every process must decide at the same step, so a signal waits for the next log line)."""
-    return (nan_policy == 'skip' or (signal_received is not None and not ddp) or (it + 1) % log_interval == 0
+    (with one process: several must all decide at the same step, so theirs waits for the next log line)."""
+    return (nan_policy == 'skip' or (signal_received is not None and not distributed) or (it + 1) % log_interval == 0
             or (it + 1) % eval_interval == 0 or it + 1 >= max_iters)
 
 
@@ -554,8 +556,32 @@ signal_received = None  # SIGTERM or SIGINT (Ctrl-C): finish the step, save last
 def on_signal(signum, frame):
     global signal_received
     signal_received = signum
-    if signum == signal.SIGINT and not ddp:  # a second Ctrl-C quits at once (checkpoints are atomic); torchrun
+    if signum == signal.SIGINT and not distributed:  # a second Ctrl-C quits at once (checkpoints are atomic); torchrun
         signal.signal(signum, signal.SIG_DFL)  # passes every signal on, and schedulers send SIGTERM more than once
+
+
+torch_excepthook = sys.excepthook  # under torchrun, torch's: it prefixes each line of a traceback with [rank<r>]
+
+
+def on_uncaught(kind, error, tb):
+    """When a process of the run dies (killed, out of memory, a crash), the next collective fails in the others
+    (gloo: a RuntimeError from its transport, 'Connection closed by peer'; NCCL: a DistError). Each of them stops
+    with this one line, not a traceback; torchrun names the process that failed first. Other errors keep theirs."""
+    lost = isinstance(error, torch.distributed.DistError) or any(s in str(error) for s in ('by peer', 'gloo/transport'))
+    if not lost:
+        return torch_excepthook(kind, error, tb)
+    what = str(error).split('] ', 1)[-1].split('. ', 1)[0]  # gloo: the message, without its source file
+    print(f"error: another process of this run has stopped ({what}), so this one stops too; {last_path}, if there is "
+          f"one, is a whole checkpoint: resume with --init_from=resume", file=sys.stderr, flush=True)
+
+
+def launcher():
+    """How this run was started, for the line that says how to resume it (the same number of processes)."""
+    if not distributed:
+        return "python"
+    if world_size == local_world_size:
+        return f"torchrun --standalone --nproc_per_node={world_size}"
+    return f"torchrun <its options as before, on each of the {world_size // local_world_size} machines>"
 
 
 def save_and_exit():
@@ -563,11 +589,10 @@ def save_and_exit():
     save([last_path])
     bar.close()
     if master_process:
-        launcher = f"torchrun --standalone --nproc_per_node={world_size}" if ddp else "python"
         args = [a for a in sys.argv[1:] if not a.startswith('--init_from=')] + ['--init_from=resume']
-        print(f"stopped at iter {iter_num}: saved {last_path}; resume with: {launcher} {sys.argv[0]} "
+        print(f"stopped at iter {iter_num}: saved {last_path}; resume with: {launcher()} {sys.argv[0]} "
               f"{shlex.join(args)}", flush=True)
-    if ddp:
+    if distributed:
         torch.distributed.barrier()  # no process exits (and makes torchrun stop the others) before the save
         destroy_process_group()
     sys.exit(128 + (signal_received or signal.SIGTERM))  # 130 for SIGINT, 143 for SIGTERM
@@ -587,6 +612,8 @@ show_bar = master_process and sys.stderr.isatty()
 bar = tqdm(total=max_iters, initial=iter_num, disable=not show_bar, dynamic_ncols=True, unit='it')
 for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, on_signal)
+if distributed:
+    sys.excepthook = on_uncaught
 batches = get_step_batches()
 t_start = t_log = time.time()
 start_iter = log_iter = iter_num
@@ -642,5 +669,5 @@ if master_process and not eval_only:
     png = plot_curves(evals_path, os.path.join(out_dir, 'loss.png'))
     if png:
         print(f"loss curves: {png}")
-if ddp:
+if distributed:
     destroy_process_group()
