@@ -638,7 +638,9 @@ class Muon(torch.optim.Optimizer):
     RMS is ~1/sqrt(max(rows, cols)); the factor gives the update the RMS of a typical AdamW update, 0.2 (Liu et al.
     2025, "Muon is Scalable for LLM Training"), so that AdamW's learning_rate and weight_decay apply unchanged.
     use_muon=False: AdamW (Loshchilov & Hutter 2019) with betas, eps, weight_decay, as torch.optim.AdamW computes it.
-    Under DDP each process orthogonalises the same all-reduced gradient: nothing to add."""
+    Under DDP each process orthogonalises the same all-reduced gradient: nothing to add. Under FSDP2 a process holds
+    only a shard of each matrix (a DTensor), and orthogonalising a shard is not orthogonalising the matrix: every
+    process gathers each whole update, orthogonalises it (the same work as under DDP), and applies its own shard."""
 
     def __init__(self, params, lr=1e-3, weight_decay=0.0, momentum=0.95, nesterov=True, ns_steps=5,
                  betas=(0.9, 0.999), eps=1e-8, fused=False):
@@ -676,8 +678,9 @@ class Muon(torch.optim.Optimizer):
             by_shape.setdefault(p.shape, []).append((p, u))
         for shape, pairs in by_shape.items():
             ps, us = zip(*pairs)
-            orth = self.orthogonalize(torch.stack(us), group['ns_steps'])  # (n, rows, cols)
-            torch._foreach_add_(list(ps), list(orth.unbind(0)), alpha=-lr * 0.2 * math.sqrt(max(shape)))
+            orth = self.orthogonalize(torch.stack([full_tensor(u) for u in us]), group['ns_steps'])  # (n, rows, cols)
+            orth = [shard_like(o, p) for o, p in zip(orth.unbind(0), ps)]
+            torch._foreach_add_(list(ps), orth, alpha=-lr * 0.2 * math.sqrt(max(shape)))
 
     def _adamw(self, group, params):
         for p in params:
@@ -693,6 +696,25 @@ class Muon(torch.optim.Optimizer):
 
 
 OPTIMIZERS = {'adamw': GPT.configure_optimizers, 'muon': GPT.configure_muon}  # train.py's optim key
+
+
+def is_dtensor(t):
+    """An FSDP2 shard: a torch.distributed.tensor.DTensor (not imported here: a slow import that only FSDP needs)."""
+    return hasattr(t, 'device_mesh')
+
+
+def full_tensor(t):
+    """The whole tensor of an FSDP2 shard (gathering it is a collective: every process calls this), else t itself."""
+    return t.full_tensor() if is_dtensor(t) else t
+
+
+def shard_like(t, p):
+    """A whole tensor t as p is held: p's own shard of it when p is an FSDP2 shard (every process has the same t, so
+    each keeps its part: no communication), else t itself."""
+    if not is_dtensor(p):
+        return t
+    from torch.distributed.tensor import distribute_tensor
+    return distribute_tensor(t, p.device_mesh, p.placements, src_data_rank=None)
 
 
 def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
@@ -795,14 +817,15 @@ def trace_model(model, idx, targets):
 
 def param_norms(model, group):
     """{group: (parameters, gradient norm, weight norm)}, group(name) naming the group of each of
-    model.named_parameters() (tied weights count once), in the order they come; one host-device sync."""
+    model.named_parameters() (tied weights count once), in the order they come; one host-device sync. Under FSDP2
+    the shards are gathered: a collective, every process calls it."""
     groups = {}
     for name, p in model.named_parameters():
         groups.setdefault(group(name), []).append(p)
     zero = torch.zeros((), device=next(model.parameters()).device)
     norms = torch.stack([torch.stack([
-        torch.stack([p.grad.float().norm() for p in ps if p.grad is not None] or [zero]).norm(),
-        torch.stack([p.detach().float().norm() for p in ps]).norm()]) for ps in groups.values()]).tolist()
+        torch.stack([full_tensor(p.grad).float().norm() for p in ps if p.grad is not None] or [zero]).norm(),
+        torch.stack([full_tensor(p.detach()).float().norm() for p in ps]).norm()]) for ps in groups.values()]).tolist()
     return {key: (sum(p.numel() for p in ps), g, w) for (key, ps), (g, w) in zip(groups.items(), norms)}
 
 

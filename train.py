@@ -1,9 +1,10 @@
 """
-Train a mini-GPT, on one CPU, one GPU, or many processes with DDP.
+Train a mini-GPT, on one CPU, one GPU, or many processes (DDP, or FSDP2 with --parallel=fsdp), on one machine or many.
 
     python train.py                                  # the default: char-level shakespeare, ~2 min on a 2-core CPU
     python train.py config/train_shakespeare_char.py --max_iters=2000
     torchrun --standalone --nproc_per_node=4 train.py config/train_shakespeare_char.py
+    torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=8 train.py ...
 
 Every global below is a config key: config files (python) and --key=value overrides set them.
 """
@@ -27,7 +28,7 @@ from tqdm import tqdm
 
 from configurator import configure, split_args
 from data.common import Tokenizer, dataset_problem, load_meta
-from model import (GPT, OPTIMIZERS, GPTConfig, clean_state_dict, device_setup, eval_sums, load_checkpoint,
+from model import (GPT, OPTIMIZERS, GPTConfig, clean_state_dict, device_setup, eval_sums, full_tensor, load_checkpoint,
                    model_config, newton_schulz, param_norms, peak_flops, save_checkpoint, trace_model)
 
 # -----------------------------------------------------------------------------
@@ -79,7 +80,9 @@ dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; 
 compile = None  # None: torch.compile on CUDA only
 compile_mode = 'default'  # torch.compile's mode: 'max-autotune' tries more kernels (slower compile), 'reduce-overhead'
 # replays CUDA graphs (fewer launches), 'max-autotune-no-cudagraphs'; the same maths in every mode
-backend = 'nccl'  # DDP backend on CUDA ('gloo' is used on CPU)
+backend = 'nccl'  # torch.distributed backend on CUDA ('gloo' is used on CPU)
+parallel = 'ddp'  # several processes: 'ddp' (each holds the whole model) or 'fsdp' (FSDP2: each holds a shard of
+# every weight, gradient and optimizer state: models past one GPU's memory); one process: no effect
 device_peak_flops = None  # MFU's denominator for one device; None: model.PEAK_FLOPS by device name and dtype
 trace = False  # one forward and backward pass of a tiny batch, printed stage by stage (shapes, gradients); then exit
 grad_norms = False  # at every log line, each block's gradient norm (before clipping) to out_dir/grad_norms.csv
@@ -96,14 +99,18 @@ if nan_policy not in ('stop', 'skip'):
     sys.exit(f"error: nan_policy must be 'stop' or 'skip', got '{nan_policy}'")
 if optim not in OPTIMIZERS:
     sys.exit(f"error: optim must be one of {', '.join(OPTIMIZERS)}, got '{optim}'")
+if parallel not in ('ddp', 'fsdp'):
+    sys.exit(f"error: parallel must be 'ddp' or 'fsdp', got '{parallel}'")
 lr_decay_iters = max_iters if lr_decay_iters is None else lr_decay_iters
 try:
     device, device_type, dtype, ctx, device_name = device_setup(device, dtype)
 except ValueError as e:
     sys.exit(f"error: {e}")
-ddp = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun?
-rank, local_rank, world_size = (int(os.environ[k]) for k in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE')) if ddp else (0, 0, 1)
+distributed = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun? (rank: over every machine; local: this one)
+rank, local_rank, world_size, local_world_size = (int(os.environ[k]) for k in (
+    'RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE')) if distributed else (0, 0, 1, 1)
 master_process = rank == 0
+fsdp = distributed and parallel == 'fsdp'  # with one process there is nothing to shard
 
 
 def split_batch(accum, batch, n):
@@ -127,18 +134,18 @@ if split is None:
              f"multiple of {world_size}" if master_process else 1)
 micro_steps, micro_batch = split
 tokens_per_iter = world_size * micro_steps * micro_batch * block_size  # = gradient_accumulation_steps * batch_size * T
-if ddp:
+if distributed:
     if device_type == 'cuda':
         gpus = torch.cuda.device_count()
-        if int(os.environ['LOCAL_WORLD_SIZE']) > gpus:
-            sys.exit(f"error: {os.environ['LOCAL_WORLD_SIZE']} processes on this machine, but it has {gpus} GPUs: "
-                     f"one process per GPU (--nproc_per_node={gpus}), or --device=cpu" if master_process else 1)
+        if local_world_size > gpus:
+            sys.exit(f"error: {local_world_size} processes on this machine, but it has {gpus} GPUs: "
+                     f"one process per GPU (--nproc_per_node={gpus}), or --device=cpu" if local_rank == 0 else 1)
         device = f'cuda:{local_rank}'
         torch.cuda.set_device(device)
     init_process_group(backend=backend if device_type == 'cuda' else 'gloo')
 peak = device_peak_flops or peak_flops(device_name, dtype)
 compile = device_type == 'cuda' if compile is None else compile
-torch.manual_seed(seed + rank)  # dropout differs between processes; the data order does not (data_rng below)
+torch.manual_seed(seed)  # the initial weights: the same on every process (DDP broadcasts rank 0's, FSDP2 does not)
 
 # data: train.bin / val.bin are flat memmaps of token ids written by data/<dataset>/prepare.py
 data_path = os.path.join(data_dir, dataset)
@@ -238,6 +245,8 @@ if init_from == 'resume':  # every check before anything is written
     iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
     best_val_bpb = checkpoint.get('best_val_bpb', float('nan'))  # checkpoints of before bits per byte have none
 model = GPT(GPTConfig(**model_args))
+if rank > 0:  # dropout differs between processes (rank 0 goes on as one process does); the data order does not
+    torch.manual_seed(seed + rank)
 if trace:  # watch data flow through the real model, then stop (nothing is written)
     X, Y = batch_at('train', torch.randint(n_tokens['train'] - block_size, (2,), generator=data_rng))
     X, Y = X[:, :8].contiguous(), Y[:, :8].contiguous()  # 2 sequences of (at most) 8 tokens
@@ -265,15 +274,78 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
         sys.exit(f"error: out_dir '{out_dir}' has {free / 1e6:,.1f} MB free; this model's checkpoints need "
                  f"{3 * ckpt_bytes / 1e6:,.1f} MB (last.pt, best.pt and a temporary file while one is written): "
                  f"free some space or choose another out_dir")
-if checkpoint is not None:
+if checkpoint is not None:  # every process has read last.pt (the checks above): the whole model loads, FSDP or not
     model.load_state_dict(clean_state_dict(checkpoint['model']))
 model.to(device)
 
-raw_model = model  # model becomes the compiled / DDP wrapper below
-scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))
+
+if fsdp:  # FSDP2 and its checkpoint functions: 1-2 s of imports that other runs skip
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict, set_optimizer_state_dict)
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors, on rank 0's CPU (others get {})
+
+
+def shard(model):
+    """FSDP2 (torch.distributed.fsdp.fully_shard): each block, then the rest (embeddings, final norm, output layer),
+    split over the processes; a block's weights are gathered just before its forward and backward, and freed after.
+    bfloat16 / float16: the gathered weights in that dtype, gradients reduced in float32 (MixedPrecisionPolicy)."""
+    mesh = init_device_mesh(device_type, (world_size,))
+    mp = MixedPrecisionPolicy() if dtype == 'float32' else \
+        MixedPrecisionPolicy(param_dtype=getattr(torch, dtype), reduce_dtype=torch.float32)
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh, mp_policy=mp)
+    return fully_shard(model, mesh=mesh, mp_policy=mp)  # in place: the same GPT, its parameters now DTensor shards
+
+
+def by_position(state):
+    """An optimizer state_dict keyed by parameter names (torch.distributed.checkpoint's) keyed by position instead,
+    as optimizer.state_dict() writes it: a checkpoint is the same whoever wrote it."""
+    if not state:
+        return state
+    index = {name: i for i, name in enumerate(n for g in state['param_groups'] for n in g['params'])}
+    return {'state': {index[n]: v for n, v in state['state'].items()},
+            'param_groups': [{**g, 'params': [index[n] for n in g['params']]} for g in state['param_groups']]}
+
+
+def by_name(state):
+    """by_position's inverse, for this run's optimizer: position i is the i-th parameter of its param_groups."""
+    names = {p: n for n, p in raw_model.named_parameters()}
+    order = [names[p] for g in optimizer.param_groups for p in g['params']]
+    return {'state': {order[i]: v for i, v in state['state'].items()},
+            'param_groups': [{**g, 'params': [order[i] for i in g['params']]} for g in state['param_groups']]}
+
+
+def model_state():
+    """The whole model's state_dict. FSDP: gathered from every process's shards (a collective), on rank 0."""
+    if not fsdp:
+        return raw_model.state_dict()
+    state = get_model_state_dict(raw_model, options=FULL)
+    if state and raw_model.config.tie_weights:  # one tensor under both names, as state_dict() has it: saved once
+        state['lm_head.weight'] = state['wte.weight']
+    return state
+
+
+def optimizer_state():
+    """optimizer.state_dict(), as one process writes it. FSDP: gathered like model_state."""
+    return by_position(get_optimizer_state_dict(raw_model, optimizer, options=FULL)) if fsdp else optimizer.state_dict()
+
+
+def load_optimizer_state(state):
+    """optimizer.load_state_dict of any checkpoint (1 process, DDP, FSDP). FSDP: each process keeps its shards of
+    the whole state, which every process has read (a collective)."""
+    if fsdp:
+        set_optimizer_state_dict(raw_model, optimizer, by_name(state), options=StateDictOptions(full_state_dict=True))
+    else:
+        optimizer.load_state_dict(state)
+
+
+raw_model = shard(model) if fsdp else model  # model becomes the compiled / DDP wrapper below
+scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))  # FSDP2 too: DTensor reduces its found_inf
 optimizer = OPTIMIZERS[optim](raw_model, weight_decay, learning_rate, (beta1, beta2), device_type)
 if checkpoint is not None:
-    optimizer.load_state_dict(checkpoint['optimizer'])
+    load_optimizer_state(checkpoint['optimizer'])
     scaler.load_state_dict(checkpoint['scaler'])
     rng = checkpoint['rng']  # each process's random states
     data_rng.set_state(rng[0]['data'])  # the data order is the same for any number of processes
@@ -292,8 +364,17 @@ if compile:
     model = torch.compile(model, mode=compile_mode)
     if optim == 'muon':  # one static graph per matrix shape
         optimizer.orthogonalize = torch.compile(newton_schulz, dynamic=False)
-if ddp:
+if distributed and not fsdp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
+
+
+def sync_gradients(now):
+    """Whether this backward pass averages the gradients over the processes (DDP: all-reduce, FSDP: reduce-scatter
+    to the shards); off for all but the last micro-step, which saves the communication of the others."""
+    if fsdp:
+        raw_model.set_requires_gradient_sync(now)
+    elif distributed:
+        model.require_backward_grad_sync = now
 
 
 # ----------------------------------------------------------------------------- helpers of the training loop
@@ -332,41 +413,44 @@ def agree(*values):
     """Integers every process agrees on: the maximum over all processes of each value (DDP), read on the CPU.
     A collective call: every process makes it at the same step."""
     flags = torch.stack([torch.as_tensor(v, device=device).long().reshape(()) for v in values])
-    if ddp:
+    if distributed:
         torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
     return flags.tolist()
 
 
 def stop(message, code=1):
     """Every process stops; rank 0 prints the one error line."""
-    if ddp:
+    if distributed:
         destroy_process_group()
     sys.exit(message if master_process else code)
 
 
 def rng_states():
-    """Every process's random states, a list by rank (DDP: a collective call, so every process makes it)."""
+    """Every process's random states, a list by rank (several processes: a collective, every process calls it)."""
     rng = {'data': batch_rng_state, 'torch': torch.get_rng_state()}
     if device_type == 'cuda':
         rng['cuda'] = torch.cuda.get_rng_state(device)
-    if not ddp:
+    if not distributed:
         return [rng]
     rngs = [None] * world_size
     torch.distributed.all_gather_object(rngs, rng)
     return rngs
 
 
-def write_checkpoint(path, rngs):
-    """Everything an exact resume needs, replaced atomically (model.save_checkpoint); None, or why it was not."""
-    if not all(p.isfinite().all() for p in raw_model.parameters()):
+def checkpoint_state():
+    """Everything an exact resume needs, the same whether 1 process, DDP or FSDP wrote it. A collective (the RNGs of
+    every process; FSDP: the shards): every process calls it, rank 0 gets the whole of it."""
+    return {'model': model_state(), 'optimizer': optimizer_state(), 'scaler': scaler.state_dict(),
+            'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
+            'best_val_bpb': best_val_bpb, 'config': config, 'tokenizer': tokenizer, 'rng': rng_states()}
+
+
+def write_checkpoint(path, ckpt):
+    """ckpt to path, replaced atomically (model.save_checkpoint); None, or why it was not."""
+    if not all(v.isfinite().all() for v in ckpt['model'].values() if v.is_floating_point()):
         return f"the weights are not finite at iter {iter_num}: not saved, {path} is untouched; lower learning_rate"
     try:
-        save_checkpoint({
-            'model': raw_model.state_dict(), 'optimizer': optimizer.state_dict(), 'scaler': scaler.state_dict(),
-            'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
-            'best_val_bpb': best_val_bpb, 'config': config,
-            'tokenizer': tokenizer, 'rng': rngs,
-        }, path)
+        save_checkpoint(ckpt, path)
     except OSError as e:
         return (f"cannot write {path} at iter {iter_num} ({e.strerror}); the previous one is intact: free some "
                 f"space, then resume with --init_from=resume")
@@ -375,8 +459,8 @@ def write_checkpoint(path, rngs):
 
 def save(paths):
     """Rank 0 writes the checkpoint to each path; a failed write stops every process (none is left waiting)."""
-    rngs = rng_states()
-    error = next(filter(None, (write_checkpoint(p, rngs) for p in paths)), None) if master_process else None
+    ckpt = checkpoint_state()
+    error = next(filter(None, (write_checkpoint(p, ckpt) for p in paths)), None) if master_process else None
     if agree(error is not None)[0]:
         stop(f"error: {error}")
 
@@ -415,19 +499,19 @@ def train_step(batches):
     loss (a device tensor), the gradient norm, and whether anything was non-finite (a device tensor: no sync)."""
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     for micro_step, (X, Y) in enumerate(batches):
-        if ddp:  # only sync gradients on the last micro step
-            model.require_backward_grad_sync = micro_step == micro_steps - 1
+        sync_gradients(micro_step == micro_steps - 1)
         with ctx:
             _, loss = model(X, Y)
             loss = loss / micro_steps
         nonfinite |= ~loss.detach().isfinite()
         scaler.scale(loss).backward()
-    if grad_norms and (iter_num + 1) % log_interval == 0 and master_process:
+    if grad_norms and (iter_num + 1) % log_interval == 0:
         log_block_grad_norms()
     grad_norm = None
     if grad_clip > 0:
         scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        # FSDP2: the norm over every shard, of every process (a replicated DTensor)
+        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
         if not scaler.is_enabled():  # float16: the GradScaler skips steps with inf gradients itself, by design
             nonfinite |= ~grad_norm.isfinite()
     return loss.detach() * micro_steps, grad_norm, nonfinite
@@ -435,20 +519,22 @@ def train_step(batches):
 
 def log_block_grad_norms():
     """Each block's gradient norm, and the embeddings' and the output layer's, to grad_norms.csv: how well the
-    gradient reaches the first blocks (without residual connections, it fades; the ladder's rungs 07 and 08)."""
+    gradient reaches the first blocks (without residual connections, it fades; the ladder's rungs 07 and 08).
+    Every process calls it (FSDP gathers the shards); rank 0 writes."""
     def part(name):  # a tied output layer is the token embedding: counted there
         return f"block_{name.split('.')[1]}" if name.startswith('blocks.') else \
             'head' if name.startswith(('ln_f.', 'lm_head.')) else 'embeddings'
     norms = param_norms(raw_model, part)
-    append_csv(os.path.join(out_dir, 'grad_norms.csv'),
-               {'iter': iter_num + 1, **{k: f"{g / scaler.get_scale():.4e}" for k, (_, g, _) in norms.items()}})
+    if master_process:
+        append_csv(os.path.join(out_dir, 'grad_norms.csv'),
+                   {'iter': iter_num + 1, **{k: f"{g / scaler.get_scale():.4e}" for k, (_, g, _) in norms.items()}})
 
 
 def must_sync(it):
     """Reading device flags makes the CPU wait for the GPU (this step no longer overlaps the next), so it happens
     only where it must: every step for nan_policy='skip', at log lines, before evals and the end, after a signal
-    (without DDP: under DDP every process must decide at the same step, so a signal waits for the next log line)."""
-    return (nan_policy == 'skip' or (signal_received is not None and not ddp) or (it + 1) % log_interval == 0
+    (with one process: several must all decide at the same step, so theirs waits for the next log line)."""
+    return (nan_policy == 'skip' or (signal_received is not None and not distributed) or (it + 1) % log_interval == 0
             or (it + 1) % eval_interval == 0 or it + 1 >= max_iters)
 
 
@@ -554,8 +640,32 @@ signal_received = None  # SIGTERM or SIGINT (Ctrl-C): finish the step, save last
 def on_signal(signum, frame):
     global signal_received
     signal_received = signum
-    if signum == signal.SIGINT and not ddp:  # a second Ctrl-C quits at once (checkpoints are atomic); torchrun
+    if signum == signal.SIGINT and not distributed:  # a second Ctrl-C quits at once (checkpoints are atomic); torchrun
         signal.signal(signum, signal.SIG_DFL)  # passes every signal on, and schedulers send SIGTERM more than once
+
+
+torch_excepthook = sys.excepthook  # under torchrun, torch's: it prefixes each line of a traceback with [rank<r>]
+
+
+def on_uncaught(kind, error, tb):
+    """When a process of the run dies (killed, out of memory, a crash), the next collective fails in the others
+    (gloo: a RuntimeError from its transport, 'Connection closed by peer'; NCCL: a DistError). Each of them stops
+    with this one line, not a traceback; torchrun names the process that failed first. Other errors keep theirs."""
+    lost = isinstance(error, torch.distributed.DistError) or any(s in str(error) for s in ('by peer', 'gloo/transport'))
+    if not lost:
+        return torch_excepthook(kind, error, tb)
+    what = str(error).split('] ', 1)[-1].split('. ', 1)[0]  # gloo: the message, without its source file
+    print(f"error: another process of this run has stopped ({what}), so this one stops too; {last_path}, if there is "
+          f"one, is a whole checkpoint: resume with --init_from=resume", file=sys.stderr, flush=True)
+
+
+def launcher():
+    """How this run was started, for the line that says how to resume it (the same number of processes)."""
+    if not distributed:
+        return "python"
+    if world_size == local_world_size:
+        return f"torchrun --standalone --nproc_per_node={world_size}"
+    return f"torchrun <its options as before, on each of the {world_size // local_world_size} machines>"
 
 
 def save_and_exit():
@@ -563,11 +673,10 @@ def save_and_exit():
     save([last_path])
     bar.close()
     if master_process:
-        launcher = f"torchrun --standalone --nproc_per_node={world_size}" if ddp else "python"
         args = [a for a in sys.argv[1:] if not a.startswith('--init_from=')] + ['--init_from=resume']
-        print(f"stopped at iter {iter_num}: saved {last_path}; resume with: {launcher} {sys.argv[0]} "
+        print(f"stopped at iter {iter_num}: saved {last_path}; resume with: {launcher()} {sys.argv[0]} "
               f"{shlex.join(args)}", flush=True)
-    if ddp:
+    if distributed:
         torch.distributed.barrier()  # no process exits (and makes torchrun stop the others) before the save
         destroy_process_group()
     sys.exit(128 + (signal_received or signal.SIGTERM))  # 130 for SIGINT, 143 for SIGTERM
@@ -579,7 +688,7 @@ if master_process:
     print(f"model: {raw_model.config}")
     print(f"params {raw_model.get_num_params(non_embedding=False):,} total | {raw_model.get_num_params():,} "
           f"non-embedding (without lookup tables: the N of 6N) | {raw_model.flops_per_token():,} FLOPs/token "
-          f"| device {device_name} | dtype {dtype} | compile {compile}")
+          f"| device {device_name} | dtype {dtype} | compile {compile}" + (f" | {parallel}" if distributed else ""))
     print(f"batch {world_size} processes x {micro_steps} micro-steps x {micro_batch} x {block_size} tokens = "
           f"{tokens_per_iter:,} tokens per optimizer step (gradient_accumulation_steps x batch_size = "
           f"{gradient_accumulation_steps} x {batch_size} sequences, the same for any number of processes)")
@@ -587,6 +696,8 @@ show_bar = master_process and sys.stderr.isatty()
 bar = tqdm(total=max_iters, initial=iter_num, disable=not show_bar, dynamic_ncols=True, unit='it')
 for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, on_signal)
+if distributed:
+    sys.excepthook = on_uncaught
 batches = get_step_batches()
 t_start = t_log = time.time()
 start_iter = log_iter = iter_num
@@ -642,5 +753,5 @@ if master_process and not eval_only:
     png = plot_curves(evals_path, os.path.join(out_dir, 'loss.png'))
     if png:
         print(f"loss curves: {png}")
-if ddp:
+if distributed:
     destroy_process_group()

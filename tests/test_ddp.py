@@ -1,23 +1,95 @@
-"""torchrun on the CPU (gloo): the batch rule, DDP equals one process, MFU per device, faults that stop every rank."""
+"""torchrun on the CPU (gloo): the batch rule, DDP equals one process (gradient accumulation too), checkpoints between
+world sizes, two machines simulated on one, MFU per device, faults that stop every rank. FSDP: test_fsdp.py."""
+import os
 import re
+import shlex
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import REPO, TINY, run, script_env
+from conftest import REPO, SAMPLE_TEXT, TINY, run, script_env
+from model import load_checkpoint
 
 STEPS = ['--max_iters=6', '--eval_interval=6', '--lr_decay_iters=6', '--log_interval=3']
+# 16 sequences a step in micro-batches of 4: one process takes 4 micro-steps, each of two processes 2; no dropout
+# (its random states differ between processes), so every world size must draw the same curve
+ACCUM = [*TINY, '--gradient_accumulation_steps=4', '--batch_size=4', '--eval_interval=2', '--lr_decay_iters=20']
 
 
-def torchrun(n, *args, timeout=300):
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}',
-           str(REPO / 'train.py'), *map(str, args)]
-    return subprocess.run(cmd, cwd=REPO, env=script_env(), capture_output=True, text=True, timeout=timeout)
+def torchrun_cmd(n, *args, launch=('--standalone',)):
+    return [sys.executable, '-m', 'torch.distributed.run', *launch, f'--nproc_per_node={n}', str(REPO / 'train.py'),
+            *map(str, args)]
+
+
+def torchrun(n, *args, timeout=300, check=False):
+    p = subprocess.run(torchrun_cmd(n, *args), cwd=REPO, env=script_env(), capture_output=True, text=True,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"torchrun {n} train.py exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def start(cmd):
+    """A command as a child process whose output can be read line by line while it runs."""
+    return subprocess.Popen(cmd, cwd=REPO, env=script_env(), text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def read_until(p, pattern):
+    for line in p.stdout:
+        if re.match(pattern, line):
+            return line
+    raise AssertionError(f"the run ended (exit {p.wait()}) before printing {pattern!r}: {p.stderr.read()}")
 
 
 def evals(stdout):
     return [tuple(map(float, e)) for e in re.findall(r'eval +\d+ \| train ([\d.]+) \| val ([\d.]+)', stdout)]
+
+
+def curve(stdout):
+    """{iter: (train loss, val loss)} of every eval line."""
+    return {int(i): (float(t), float(v)) for i, t, v in re.findall(r'eval +(\d+) \| train ([\d.]+) \| val ([\d.]+)',
+                                                                    stdout)}
+
+
+def assert_same_curve(run, straight, iters):
+    """run evaluated at iters, where it printed the straight run's losses (to 4 decimals; sums differ in order)."""
+    assert sorted(run) == list(iters)
+    for it, losses in run.items():
+        assert losses == pytest.approx(straight[it], abs=2e-4), it
+
+
+def prepare(tmp):
+    """conftest's char_data, once for a module's tests."""
+    (tmp / 'input.txt').write_text(SAMPLE_TEXT * 40)
+    run('data/shakespeare_char/prepare.py', '--input', tmp / 'input.txt', '--out_dir',
+        tmp / 'data' / 'shakespeare_char')
+    return tmp / 'data'
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return prepare(tmp_path_factory.mktemp('ddp'))
+
+
+@pytest.fixture(scope='module')
+def straight(tmp_path_factory, data):
+    """One process, 40 steps of 4 micro-batches: the curve ({iter: (train, val)}) the runs below must draw."""
+    p = run('train.py', *ACCUM, f'--data_dir={data}', f'--out_dir={tmp_path_factory.mktemp("straight")}',
+            '--max_iters=40')
+    assert 'batch 1 processes x 4 micro-steps x 4 x 16 tokens = 256 tokens per optimizer step' in p.stdout
+    return curve(p.stdout)
+
+
+@pytest.fixture(scope='module')
+def two_ddp(tmp_path_factory, data):
+    """out_dir and stdout of 2 DDP processes, 10 steps of 2 micro-batches each."""
+    out = tmp_path_factory.mktemp('two') / 'out'
+    return out, torchrun(2, *ACCUM, f'--data_dir={data}', f'--out_dir={out}', '--max_iters=10', check=True).stdout
 
 
 def test_four_processes_train_the_same_curve_as_one(tmp_path, char_data):
@@ -64,3 +136,118 @@ def test_a_failed_checkpoint_write_stops_every_rank(tmp_path, char_data):
                       f"free some space, then resume with --init_from=resume"]
     assert 'eval     10' not in p.stdout
     assert '[rank' not in p.stderr  # no rank died in a collective ('Connection closed by peer'; with nccl: a hang)
+
+
+# ----------------------------------------------------------------------------- accumulation, world sizes, machines
+def test_two_processes_of_k_micro_steps_train_the_curve_of_one_process_of_2k(straight, two_ddp):
+    """A step's 16 sequences as 2 processes x 2 micro-steps (gradients all-reduced after the last one only) or as 1
+    process x 4: the same gradient, and so the same curve."""
+    out, stdout = two_ddp
+    assert 'batch 2 processes x 2 micro-steps x 4 x 16 tokens = 256 tokens per optimizer step' in stdout
+    assert_same_curve(curve(stdout), straight, range(0, 11, 2))
+
+
+def test_checkpoints_move_between_world_sizes(tmp_path, data, straight, two_ddp):
+    """2 processes -> 1 and 1 -> 2: the resumed run continues the straight curve (weights, optimizer, data order)."""
+    resume = [*ACCUM, f'--data_dir={data}', '--max_iters=20', '--init_from=resume']
+    shutil.copytree(two_ddp[0], tmp_path / 'two')
+    p = run('train.py', *resume, f'--out_dir={tmp_path / "two"}')
+    assert 'was written by 2 processes and this run has 1' in p.stdout
+    assert_same_curve(curve(p.stdout), straight, range(10, 21, 2))
+
+    run('train.py', *ACCUM, f'--data_dir={data}', f'--out_dir={tmp_path / "one"}', '--max_iters=10')
+    p = torchrun(2, *resume, f'--out_dir={tmp_path / "one"}', check=True)
+    assert 'was written by 1 processes and this run has 2' in p.stdout
+    assert_same_curve(curve(p.stdout), straight, range(10, 21, 2))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('localhost', 0))
+        return s.getsockname()[1]
+
+
+def children(pid):
+    """The processes pid started (Linux: /proc/<pid>/stat holds the parent's pid after the name)."""
+    kids = []
+    for d in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            if int(Path(f'/proc/{d}/stat').read_text().rsplit(')', 1)[1].split()[1]) == pid:
+                kids.append(int(d))
+        except (OSError, IndexError):
+            pass  # it has just ended
+    return kids
+
+
+def kill_all(*launchers):
+    """Every launcher that still runs, and its processes (a failed test leaves nothing running)."""
+    for p in launchers:
+        if p.poll() is None:
+            for pid in children(p.pid) if os.path.isdir('/proc') else []:
+                os.kill(pid, signal.SIGKILL)
+            p.kill()
+            p.wait()
+
+
+def test_two_machines_simulated_on_one_train_the_curve_of_one_process(tmp_path, data, straight):
+    """Two torchrun launches of one process each, as two machines start them (--nnodes=2, a c10d rendezvous at one
+    endpoint), started together: they meet, train as RANK 0 and 1 (each LOCAL_RANK 0 of LOCAL_WORLD_SIZE 1 on its
+    machine), and draw the one-process curve."""
+    endpoint = f'localhost:{free_port()}'
+    args = [*ACCUM, f'--data_dir={data}', f'--out_dir={tmp_path / "out"}', '--max_iters=10']
+    nodes = [start(torchrun_cmd(1, *args, launch=('--nnodes=2', f'--node_rank={r}', '--rdzv_backend=c10d',
+                                                   f'--rdzv_endpoint={endpoint}'))) for r in (0, 1)]
+    try:
+        outs = [p.communicate(timeout=120) for p in nodes]
+    finally:
+        kill_all(*nodes)
+    assert [p.returncode for p in nodes] == [0, 0], outs
+    stdout = ''.join(out for out, _ in outs)  # rank 0 prints: c10d numbers the machines in the order they joined
+    assert 'batch 2 processes x 2 micro-steps x 4 x 16 tokens = 256 tokens per optimizer step' in stdout
+    assert_same_curve(curve(stdout), straight, range(0, 11, 2))
+    assert len(load_checkpoint(tmp_path / 'out' / 'last.pt')['rng']) == 2
+
+
+# ----------------------------------------------------------------------------- faults under torchrun
+@pytest.mark.skipif(not os.path.isdir('/proc'), reason="finds rank 1's process through /proc (Linux)")
+def test_a_killed_rank_stops_every_rank_with_one_line_and_leaves_a_whole_checkpoint(tmp_path, data):
+    out = tmp_path / 'out'
+    p = start(torchrun_cmd(2, *ACCUM, f'--data_dir={data}', f'--out_dir={out}', '--max_iters=100000'))
+    try:
+        read_until(p, r'eval +4 ')  # last.pt of iter 4 is written before this line is printed
+        rank1 = [pid for pid in children(p.pid) if b'RANK=1' in Path(f'/proc/{pid}/environ').read_bytes().split(b'\0')]
+        assert len(rank1) == 1
+        os.kill(rank1[0], signal.SIGKILL)  # out of memory, a crash, a lost machine
+        stdout, stderr = p.communicate(timeout=60)  # rank 0 must not wait in a collective for ever
+    finally:
+        kill_all(p)
+    assert p.returncode != 0
+    errors = [line for line in stderr.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 1 and errors[0].startswith('error: another process of this run has stopped ('), stderr
+    assert f"so this one stops too; {out / 'last.pt'}, if there is one, is a whole checkpoint" in errors[0]
+    assert '[rank' not in stderr  # no traceback (torch prefixes a process's traceback lines with [rank<r>])
+    assert load_checkpoint(out / 'last.pt')['iter_num'] >= 4
+
+
+def test_sigterm_to_torchrun_saves_once_and_stops_every_rank(tmp_path, data, straight):
+    """A scheduler's SIGTERM goes to torchrun, which passes it on: the processes agree on a step (the next log line),
+    save last.pt once, say how to resume, and exit; the printed command continues the straight curve."""
+    out = tmp_path / 'out'
+    p = start(torchrun_cmd(2, *ACCUM, f'--data_dir={data}', f'--out_dir={out}', '--max_iters=40'))
+    try:
+        read_until(p, r'eval +10 ')  # the signal comes at once, some 30 steps before the end
+        p.send_signal(signal.SIGTERM)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        kill_all(p)
+    assert p.returncode != 0, stderr  # torchrun's own status after a signal (each process exits 143)
+    assert '[rank' not in stderr  # every process stopped cleanly, none died in a collective
+    stops = re.findall(r'stopped at iter (\d+): saved (\S+); resume with: (torchrun .*)\n', stdout)
+    assert len(stops) == 1, stdout
+    n, path, command = int(stops[0][0]), stops[0][1], shlex.split(stops[0][2])
+    assert 10 <= n < 40 and path == str(out / 'last.pt') and load_checkpoint(path)['iter_num'] == n
+    assert command[:4] == ['torchrun', '--standalone', '--nproc_per_node=2', str(REPO / 'train.py')]
+    resumed = subprocess.run([sys.executable, '-m', 'torch.distributed.run', *command[1:]], cwd=REPO, env=script_env(),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_curve(curve(resumed.stdout), straight, [i for i in range(n, 41) if i % 2 == 0])
