@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from conftest import REPO, run, script_keys
+from conftest import REPO, run, run_here, script_keys
 from model import GPT, GPTConfig
 from test_ladder import rung
 
@@ -44,7 +44,7 @@ def test_train_line_arithmetic_and_no_warmup():
     assert params == model.get_num_params(non_embedding=False) and flops == model.flops_per_token()
     assert tok_s == pytest.approx(4 * 16 / (ms / 1000), rel=1e-3 + 0.005 / ms)  # ms is printed to 0.01
     assert mfu == pytest.approx(100 * flops * tok_s / 1e10, abs=0.006)
-    p = run('bench.py', *TINY, '--steps=0', check=False)
+    p = run_here('bench.py', *TINY, '--steps=0')
     assert p.returncode == 1 and p.stderr.startswith('error: steps must be >= 1')
 
 
@@ -110,5 +110,5 @@ def test_compare_times_both_setups_and_prints_their_ratio():
                   r'B: --attn_impl=manual --batch_size=8$', p.stdout, re.M)
     assert m and float(m[1]) == pytest.approx(tok_b / tok_a, rel=2e-3, abs=0.0011)
     assert (float(m[2]), float(m[3])) == (ms_a, ms_b)
-    p = run('bench.py', *TINY, '--compare=--n_layr=2', check=False)
+    p = run_here('bench.py', *TINY, '--compare=--n_layr=2')
     assert p.returncode == 1 and p.stderr.startswith("error: --compare: unknown config key 'n_layr'; did you mean")

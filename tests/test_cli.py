@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY, run, script_env
+from conftest import REPO, TINY, run, run_here, script_env
 from model import GPT, GPTConfig, clean_state_dict
 
 
@@ -51,7 +51,7 @@ def test_train_resume_sample(tmp_path, char_data):
     for s in samples:
         assert s.startswith('First') and len(s.split('\n----------')[0]) == len('First') + 30
 
-    p = run('sample.py', f'--out_dir={out}', '--start=First~', '--device=cpu', check=False)
+    p = run_here('sample.py', f'--out_dir={out}', '--start=First~', '--device=cpu')
     assert p.returncode != 0 and "'~'" in p.stderr
 
 
@@ -65,15 +65,15 @@ def test_eval_only_from_checkpoint_reproduces_the_trained_loss(tmp_path, char_da
 
 
 def test_missing_dataset_and_checkpoint_are_clear_errors(tmp_path):
-    p = run('train.py', *TINY, f'--data_dir={tmp_path}', check=False)  # the exact command that prepares it there
+    p = run_here('train.py', *TINY, f'--data_dir={tmp_path}')  # the exact command that prepares it there
     where = tmp_path / 'shakespeare_char'
     assert p.returncode != 0 and p.stderr == (f"error: dataset 'shakespeare_char' is not prepared in {where} (no "
                                               f"meta.json); run: python data/shakespeare_char/prepare.py --out_dir "
                                               f"{where}\n")
-    p = run('train.py', *TINY, f'--data_dir={tmp_path}', '--dataset=shakespear_char', check=False)  # a typo
+    p = run_here('train.py', *TINY, f'--data_dir={tmp_path}', '--dataset=shakespear_char')  # a typo
     assert p.returncode != 0 and 'no data/shakespear_char/prepare.py to prepare it' in p.stderr
     assert 'shakespeare_char' in p.stderr.split('(datasets: ')[1]
-    p = run('sample.py', f'--out_dir={tmp_path}', check=False)
+    p = run_here('sample.py', f'--out_dir={tmp_path}')
     assert p.returncode != 0 and 'no checkpoint' in p.stderr
 
 
@@ -94,7 +94,7 @@ def test_sample_without_out_dir_takes_the_latest_trained_model(tmp_path, char_da
     assert p.stderr.startswith('note: sampling from out-second/best.pt, the most recently trained here')
     os.utime(tmp_path / 'out-first' / 'last.pt')  # out-first trained again
     assert run('sample.py', *args, cwd=tmp_path).stderr.startswith('note: sampling from out-first/best.pt')
-    p = run('sample.py', *args, cwd=tmp_path / 'out-first', check=False)
+    p = run_here('sample.py', *args, cwd=tmp_path / 'out-first')
     assert p.returncode == 1 and 'error: no checkpoint in any out*/ directory here' in p.stderr
 
 

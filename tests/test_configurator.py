@@ -2,7 +2,7 @@
 import pytest
 
 from configurator import ConfigError, format_help, parse_config
-from conftest import run
+from conftest import run, run_here
 
 DEFAULTS = {'batch_size': 12, 'learning_rate': 6e-4, 'compile': True, 'dataset': 'openwebtext',
             'device': None, 'lr_decay_iters': None, 'init_from': 'scratch'}
@@ -101,7 +101,7 @@ def test_cli_errors_are_one_line_and_fail():
     for arg, expected in (('--no_such_key=1', "unknown config key 'no_such_key'"),
                           ('--batch_size=abc', '--batch_size=abc: expected int'),
                           ('--dropout=high', '--dropout=high: expected float')):
-        p = run('train.py', arg, check=False)
+        p = run_here('train.py', arg)
         assert p.returncode != 0
         assert p.stderr.strip().splitlines() == [f"error: {p.stderr.strip()[7:]}"]  # exactly one line
         assert expected in p.stderr and 'Traceback' not in p.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, SAMPLE_TEXT, SHARED_DATA, TINY, run
+from conftest import REPO, SAMPLE_TEXT, SHARED_DATA, TINY, run, run_here
 from data import common
 from data.common import Tokenizer
 from model import GPT, GPTConfig, clean_state_dict
@@ -144,7 +144,7 @@ def test_tinystories_mistakes_are_one_line_errors(tmp_path):
                            ([empty], 'no stories'),
                            ([tmp_path / 'd.csv'], 'unknown format'),
                            ([good, '--val_fraction', '1.5'], '--val_fraction')):
-        p = run('data/tinystories/prepare.py', '--source', *args, '--out_dir', tmp_path / 'out', check=False)
+        p = run_here('data/tinystories/prepare.py', '--source', *args, '--out_dir', tmp_path / 'out')
         assert_one_line_error(p, expected)
     assert not list((tmp_path / 'out').glob('*'))  # nothing written, no temporary files left
 
@@ -193,7 +193,7 @@ def test_shakespeare_bpe(tmp_path):
     assert 'already prepared' in p.stdout
     run('data/shakespeare/prepare.py', '--input', src, '--out_dir', out, '--tokenizer', 'cl100k_base')
     assert prepared(out)[0]['dtype'] == 'uint32'  # 100,277 tokens do not fit in uint16
-    p = run('data/shakespeare/prepare.py', '--input', tmp_path / 'missing.txt', '--out_dir', out, check=False)
+    p = run_here('data/shakespeare/prepare.py', '--input', tmp_path / 'missing.txt', '--out_dir', out)
     assert_one_line_error(p, 'not found')
 
 
@@ -219,7 +219,7 @@ def test_names_from_a_file(tmp_path):
     assert (len(train_names), len(val_names)) == (27, 3) and sorted(train_names + val_names) == sorted(names)
     p = run('data/names/prepare.py', '--input', src, '--out_dir', out)
     assert 'already prepared' in p.stdout
-    p = run('data/names/prepare.py', '--source', 'klingon', '--out_dir', out, check=False)
+    p = run_here('data/names/prepare.py', '--source', 'klingon', '--out_dir', out)
     assert_one_line_error(p, "unknown --source 'klingon' (allowed: makemore, english, indian)")
 
 
@@ -236,7 +236,7 @@ def test_bpe_checkpoint_samples_alone_with_padded_vocab_and_stop_at_eot(tmp_path
     src = write_source(tmp_path / 'stories.txt', 'txt', STORIES)
     run('data/tinystories/prepare.py', '--source', src, '--out_dir', tmp_path / 'data' / 'tinystories')
     common_args = [*TINY, f'--data_dir={tmp_path / "data"}', '--dataset=tinystories', '--max_iters=2']
-    p = run('train.py', *common_args, '--vocab_size=100', check=False)
+    p = run_here('train.py', *common_args, '--vocab_size=100')
     assert_one_line_error(p, 'vocab_size=100 is smaller than the 50257 tokens')
     run('train.py', *common_args, '--vocab_size=50304', f'--out_dir={tmp_path / "out"}')
     for f in (tmp_path / 'data' / 'tinystories').iterdir():

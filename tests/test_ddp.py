@@ -1,5 +1,6 @@
-"""torchrun on the CPU (gloo): the batch rule, DDP equals one process (gradient accumulation too), checkpoints between
-world sizes, two machines simulated on one, MFU per device, faults that stop every rank. FSDP: test_fsdp.py."""
+"""torchrun on the CPU (gloo): the batch rule, DDP and FSDP2 (--parallel=fsdp) equal one process (gradient accumulation
+too), checkpoints between world sizes and between DDP, FSDP and one process, two machines simulated on one, MFU per
+device, faults that stop every rank. Each torchrun launch costs seconds: the runs below are shared where they can be."""
 import os
 import re
 import shlex
@@ -11,10 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from conftest import REPO, SAMPLE_TEXT, TINY, run, script_env
+from conftest import REPO, SAMPLE_TEXT, TINY, run, run_here, script_env
 from model import load_checkpoint
 
+FSDP = '--parallel=fsdp'
 STEPS = ['--max_iters=6', '--eval_interval=6', '--lr_decay_iters=6', '--log_interval=3']
 # 16 sequences a step in micro-batches of 4: one process takes 4 micro-steps, each of two processes 2; no dropout
 # (its random states differ between processes), so every world size must draw the same curve
@@ -92,6 +95,23 @@ def two_ddp(tmp_path_factory, data):
     return out, torchrun(2, *ACCUM, f'--data_dir={data}', f'--out_dir={out}', '--max_iters=10', check=True).stdout
 
 
+@pytest.fixture(scope='module')
+def fsdp_10(tmp_path_factory, data):
+    """out_dir and stdout of 2 FSDP processes, 10 steps of 2 micro-batches each."""
+    out = tmp_path_factory.mktemp('fsdp') / 'out'
+    return out, torchrun(2, *ACCUM, FSDP, f'--data_dir={data}', f'--out_dir={out}', '--max_iters=10', check=True).stdout
+
+
+@pytest.fixture(scope='module')
+def one_10(tmp_path_factory, data, straight):
+    """out_dir of one process after 10 steps (last.pt of iter 10). --parallel=fsdp with one process changes nothing:
+    the straight curve to the digit."""
+    out = tmp_path_factory.mktemp('one') / 'out'
+    p = run('train.py', *ACCUM, FSDP, f'--data_dir={data}', f'--out_dir={out}', '--max_iters=10')
+    assert '| fsdp' not in p.stdout and curve(p.stdout) == {i: straight[i] for i in range(0, 11, 2)}
+    return out
+
+
 def test_four_processes_train_the_same_curve_as_one(tmp_path, char_data):
     """The design card's `torchrun --nproc_per_node=4 train.py` runs as written: batch_size 8 splits into 4 x 2, the
     tokens per optimizer step stay those of one process, and so does the curve (the same sequences every step)."""
@@ -125,6 +145,11 @@ def test_a_batch_that_does_not_divide_is_one_line_saying_what_would(tmp_path, ch
         "divide among 3 processes: run 1, 2, 4, 8 processes, or make the product a multiple of 3\n")
 
 
+def test_parallel_is_ddp_or_fsdp(tmp_path, char_data):
+    p = run_here('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}', '--parallel=zero')
+    assert p.returncode == 1 and p.stderr == "error: parallel must be 'ddp' or 'fsdp', got 'zero'\n"
+
+
 def test_a_failed_checkpoint_write_stops_every_rank(tmp_path, char_data):
     out = tmp_path / 'out'
     (out / 'last.pt').mkdir(parents=True)  # the save's rename onto last.pt fails (even for root)
@@ -147,7 +172,18 @@ def test_two_processes_of_k_micro_steps_train_the_curve_of_one_process_of_2k(str
     assert_same_curve(curve(stdout), straight, range(0, 11, 2))
 
 
-def test_checkpoints_move_between_world_sizes(tmp_path, data, straight, two_ddp):
+def test_fsdp_trains_the_curve_of_one_process_and_of_ddp(straight, two_ddp, fsdp_10):
+    """Each process holds half of every weight, gradient and AdamW moment; gradients are reduce-scattered after the
+    last micro-step only (set_requires_gradient_sync); the clipping norm is over every shard. The curve is one
+    process's, and DDP's."""
+    out, stdout = fsdp_10
+    assert '| dtype float32 | compile False | fsdp' in stdout
+    assert 'batch 2 processes x 2 micro-steps x 4 x 16 tokens = 256 tokens per optimizer step' in stdout
+    assert_same_curve(curve(stdout), straight, range(0, 11, 2))
+    assert_same_curve(curve(stdout), curve(two_ddp[1]), range(0, 11, 2))
+
+
+def test_checkpoints_move_between_world_sizes(tmp_path, data, straight, two_ddp, one_10):
     """2 processes -> 1 and 1 -> 2: the resumed run continues the straight curve (weights, optimizer, data order)."""
     resume = [*ACCUM, f'--data_dir={data}', '--max_iters=20', '--init_from=resume']
     shutil.copytree(two_ddp[0], tmp_path / 'two')
@@ -155,10 +191,52 @@ def test_checkpoints_move_between_world_sizes(tmp_path, data, straight, two_ddp)
     assert 'was written by 2 processes and this run has 1' in p.stdout
     assert_same_curve(curve(p.stdout), straight, range(10, 21, 2))
 
-    run('train.py', *ACCUM, f'--data_dir={data}', f'--out_dir={tmp_path / "one"}', '--max_iters=10')
+    shutil.copytree(one_10, tmp_path / 'one')
     p = torchrun(2, *resume, f'--out_dir={tmp_path / "one"}', check=True)
     assert 'was written by 1 processes and this run has 2' in p.stdout
     assert_same_curve(curve(p.stdout), straight, range(10, 21, 2))
+
+
+def test_an_fsdp_checkpoint_is_one_process_s_and_resumes_in_one_process_and_samples(tmp_path, data, straight, one_10,
+                                                                                  fsdp_10):
+    ours, theirs = load_checkpoint(fsdp_10[0] / 'last.pt'), load_checkpoint(one_10 / 'last.pt')
+    assert ours.keys() == theirs.keys() and ours['iter_num'] == theirs['iter_num'] == 10
+    assert list(ours['model']) == list(theirs['model'])  # whole tensors under the plain names (no shards, no prefix)
+    for k, v in theirs['model'].items():
+        assert ours['model'][k].shape == v.shape and torch.allclose(ours['model'][k], v, atol=1e-5), k
+    assert ours['model']['wte.weight'] is ours['model']['lm_head.weight']  # tied weights saved once, as state_dict()
+    a, b = ours['optimizer'], theirs['optimizer']
+    assert a['param_groups'] == b['param_groups'] and list(a['state']) == list(b['state'])  # by position, not name
+    for i, state in b['state'].items():
+        assert list(a['state'][i]) == list(state)
+        for k, v in state.items():
+            assert a['state'][i][k].shape == v.shape and torch.allclose(a['state'][i][k], v, atol=1e-5), (i, k)
+    assert len(ours['rng']) == 2
+
+    shutil.copytree(fsdp_10[0], tmp_path / 'out')
+    p = run('train.py', *ACCUM, f'--data_dir={data}', f'--out_dir={tmp_path / "out"}', '--max_iters=20',
+            '--init_from=resume')
+    assert_same_curve(curve(p.stdout), straight, range(10, 21, 2))
+    p = run('sample.py', f'--out_dir={fsdp_10[0]}', '--device=cpu', '--num_samples=1', '--max_new_tokens=5')
+    assert p.stdout.startswith('---------- sample 1/1')
+
+
+def test_fsdp_resumes_a_one_process_checkpoint(tmp_path, data, straight, one_10):
+    """Every process loads the whole model before it is sharded, then takes its shards of the optimizer state
+    (set_optimizer_state_dict); a DDP checkpoint is the same file."""
+    shutil.copytree(one_10, tmp_path / 'out')
+    p = torchrun(2, *ACCUM, FSDP, f'--data_dir={data}', f'--out_dir={tmp_path / "out"}', '--max_iters=20',
+                 '--init_from=resume', check=True)
+    assert_same_curve(curve(p.stdout), straight, range(10, 21, 2))
+
+
+def test_muon_under_fsdp_orthogonalises_whole_matrices(tmp_path, data):
+    """Newton-Schulz of a shard is not a shard of Newton-Schulz of the matrix: each process gathers every whole
+    update, orthogonalises it and keeps its shard, so the curve is one process's."""
+    args = [*ACCUM, '--optim=muon', f'--data_dir={data}', '--max_iters=6']
+    one = curve(run('train.py', *args, f'--out_dir={tmp_path / "one"}').stdout)
+    p = torchrun(2, *args, FSDP, f'--out_dir={tmp_path / "fsdp"}', check=True)
+    assert_same_curve(curve(p.stdout), one, range(0, 7, 2))
 
 
 def free_port():

@@ -36,7 +36,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, SAMPLE_TEXT, TINY, run, script_env
+from conftest import REPO, SAMPLE_TEXT, TINY, run, run_here, script_env
 from model import load_checkpoint, save_checkpoint
 
 # an uninterrupted run of 100 iterations; dropout, so that the torch RNG must be restored too
@@ -49,6 +49,11 @@ def evals(stdout):
 
 def train(data, out, *args, check=False):
     return run('train.py', *TINY, f'--data_dir={data}', f'--out_dir={out}', *args, check=check)
+
+
+def train_here(data, out, *args):
+    """train() for a run that stops at a check before it trains: in this process (conftest.run_here)."""
+    return run_here('train.py', *TINY, f'--data_dir={data}', f'--out_dir={out}', *args)
 
 
 def start(data, out, *args):
@@ -116,7 +121,7 @@ def straight(tmp_path_factory, data):
     ('--ffn=geglu', "ffn='geglu' is not one of none, relu, gelu, relu2, swiglu, tanh"),
 ])
 def test_invalid_model_flags_fail_before_anything_is_written(tmp_path, data, flag, message):
-    assert_error(train(data, tmp_path / 'out', flag), message)
+    assert_error(train_here(data, tmp_path / 'out', flag), message)
     assert not (tmp_path / 'out').exists()
 
 
@@ -124,25 +129,27 @@ def test_invalid_model_flags_fail_before_anything_is_written(tmp_path, data, fla
 def test_resume_with_other_tokens_or_another_model_is_refused(tmp_path, data, out):
     before = digests(out)
     (tmp_path / 'other.txt').write_text('abc def\n' * 400)
-    run('data/shakespeare_char/prepare.py', '--input', tmp_path / 'other.txt', '--out_dir', tmp_path / 'data' / 'other')
-    p = train(tmp_path / 'data', out, '--dataset=other', '--init_from=resume', '--max_iters=20')
+    run_here('data/shakespeare_char/prepare.py', '--input', tmp_path / 'other.txt', '--out_dir',
+             tmp_path / 'data' / 'other')
+    p = train_here(tmp_path / 'data', out, '--dataset=other', '--init_from=resume', '--max_iters=20')
     assert_error(p, f"was trained on dataset 'shakespeare_char' (char, {len(set(SAMPLE_TEXT))} tokens); dataset "
                     f"'other' has other tokens (char, 8 tokens)")
-    p = train(data, out, '--n_layer=3', '--init_from=resume', '--max_iters=20')
+    p = train_here(data, out, '--n_layer=3', '--init_from=resume', '--max_iters=20')
     assert_error(p, "the config's model differs from the one in", 'n_layer=3 (checkpoint: 2)')
     assert digests(out) == before
 
 
 def test_resume_without_a_checkpoint_or_from_a_damaged_one(tmp_path, data, out):
-    assert_error(train(data, tmp_path / 'none', '--init_from=resume'), "init_from='resume' but there is no checkpoint")
+    assert_error(train_here(data, tmp_path / 'none', '--init_from=resume'),
+                 "init_from='resume' but there is no checkpoint")
     good = (out / 'last.pt').read_bytes()
     (out / 'last.pt').write_bytes(good[:len(good) // 2])  # truncated: a full disk, a bad copy
     best = digests(out)['best.pt']
-    p = train(data, out, '--init_from=resume', '--max_iters=20')
+    p = train_here(data, out, '--init_from=resume', '--max_iters=20')
     assert_error(p, f"{out / 'last.pt'} is not a readable checkpoint (truncated or corrupt",
                  'other checkpoints beside it: best.pt')
     assert digests(out)['best.pt'] == best and load_checkpoint(out / 'best.pt')['iter_num'] == 10
-    p = run('sample.py', f'--out_dir={out}', '--ckpt=last', '--device=cpu', check=False)
+    p = run_here('sample.py', f'--out_dir={out}', '--ckpt=last', '--device=cpu')
     assert_error(p, 'is not a readable checkpoint')
 
 
@@ -254,7 +261,7 @@ def test_skip_policy_counts_skipped_steps_and_never_saves_a_diverged_model(data,
 # ----------------------------------------------------------------------------- 11: out_dir
 def test_unwritable_out_dir_fails_before_training(tmp_path, data):
     (tmp_path / 'file').write_text('')
-    p = train(data, tmp_path / 'file' / 'out')  # root can write anywhere, but not below a regular file
+    p = train_here(data, tmp_path / 'file' / 'out')  # root can write anywhere, but not below a regular file
     assert_error(p, f"out_dir '{tmp_path / 'file' / 'out'}' is not writable (Not a directory)")
 
 
@@ -265,7 +272,7 @@ def test_too_little_disk_space_fails_before_training(tmp_path, data):
     if not shutil.which('mount') or subprocess.run(mount, capture_output=True).returncode != 0:
         pytest.skip('cannot mount a 64 kB tmpfs here (needs root)')
     try:
-        p = train(data, small / 'out')
+        p = train_here(data, small / 'out')
         assert_error(p, f"out_dir '{small / 'out'}' has 0.", "MB free; this model's checkpoints need",
                      'free some space or choose another out_dir')
     finally:

@@ -4,7 +4,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SAMPLE_TEXT, SHARED_DATA, run
+from conftest import SAMPLE_TEXT, SHARED_DATA, run, run_here
 from data.common import Tokenizer, dataset_problem, markdown_play_to_text
 
 
@@ -41,7 +41,7 @@ def test_prepare_rejects_empty_missing_and_non_utf8_input(tmp_path, script, flag
     latin1.write_bytes('café crème\n'.encode('latin-1') * 10)
     for path, message in ((empty, 'empty' if script != 'tinystories' else 'no stories'),
                           (tmp_path / 'missing.txt', 'not'), (latin1, 'is not UTF-8 text')):
-        p = run(f'data/{script}/prepare.py', flag, path, '--out_dir', tmp_path / 'o', check=False)
+        p = run_here(f'data/{script}/prepare.py', flag, path, '--out_dir', tmp_path / 'o')
         assert p.returncode != 0 and p.stderr.startswith('error:') and message in p.stderr, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / 'o' / 'meta.json').exists() and not list((tmp_path / 'o').glob('*.bin*'))
@@ -56,7 +56,7 @@ def test_an_interrupted_prepare_is_not_taken_for_a_good_one(tmp_path):
     (out / 'meta.json').unlink()
     (out / 'train.bin.tmp.12345').write_bytes(b'\0' * 100)
     assert dataset_problem(out) == 'no meta.json'
-    p = run('train.py', '--device=cpu', f'--data_dir={data}', check=False)
+    p = run_here('train.py', '--device=cpu', f'--data_dir={data}')
     assert p.returncode != 0 and 'not prepared' in p.stderr and 'data/shakespeare_char/prepare.py --out_dir' in p.stderr
     p = run('data/shakespeare_char/prepare.py', '--input', src, '--out_dir', out)  # the next run completes it
     assert 'already prepared' not in p.stdout and dataset_problem(out) is None

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from conftest import TINY, run
+from conftest import TINY, run, run_here
 
 
 @pytest.fixture(scope='module')
@@ -12,7 +12,8 @@ def ckpt_dir(tmp_path_factory):
     from conftest import SAMPLE_TEXT
     tmp = tmp_path_factory.mktemp('sample')
     (tmp / 'input.txt').write_text(SAMPLE_TEXT * 40)
-    run('data/shakespeare_char/prepare.py', '--input', tmp / 'input.txt', '--out_dir', tmp / 'data' / 'shakespeare_char')
+    run('data/shakespeare_char/prepare.py', '--input', tmp / 'input.txt', '--out_dir',
+        tmp / 'data' / 'shakespeare_char')
     run('train.py', *TINY, f'--data_dir={tmp / "data"}', f'--out_dir={tmp / "out"}', '--max_iters=20',
         '--eval_interval=20')
     return tmp / 'out'
@@ -20,6 +21,11 @@ def ckpt_dir(tmp_path_factory):
 
 def sample(ckpt_dir, *args, check=True):
     return run('sample.py', f'--out_dir={ckpt_dir}', '--device=cpu', *args, check=check)
+
+
+def sample_here(ckpt_dir, *args):
+    """sample() for a run that stops at a check: in this process (conftest.run_here)."""
+    return run_here('sample.py', f'--out_dir={ckpt_dir}', '--device=cpu', *args)
 
 
 def bodies(stdout):
@@ -68,7 +74,7 @@ def test_attention_map_without_matplotlib_is_ascii(ckpt_dir, tmp_path):
     (['--stop_at_eot'], 'stop_at_eot needs a tokenizer with <|endoftext|>'),
 ])
 def test_bad_sampling_input_is_one_clear_line(ckpt_dir, args, message):
-    p = sample(ckpt_dir, *args, check=False)
+    p = sample_here(ckpt_dir, *args)
     assert p.returncode != 0 and message in p.stderr and 'Traceback' not in p.stderr
 
 
@@ -76,7 +82,7 @@ def test_prompt_file_errors(ckpt_dir, tmp_path):
     latin1 = tmp_path / 'latin1.txt'
     latin1.write_bytes('café'.encode('latin-1'))
     for path, message in ((tmp_path / 'missing.txt', 'not found'), (latin1, 'is not UTF-8')):
-        p = sample(ckpt_dir, f'--start=FILE:{path}', check=False)
+        p = sample_here(ckpt_dir, f'--start=FILE:{path}')
         assert p.returncode != 0 and p.stderr.startswith('error:') and message in p.stderr
 
 
