@@ -78,6 +78,8 @@ min_lr = 1e-4
 device = None  # None: cuda, then mps, then cpu; or 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; float32 off CUDA (TF32 matmuls on CUDA)
 compile = None  # None: torch.compile on CUDA only
+compile_eval = True  # evals through the compiled model too; False: the plain one (no second graph to trace and
+# compile for eval mode: seconds that a short run's few evals do not win back)
 compile_mode = 'default'  # torch.compile's mode: 'max-autotune' tries more kernels (slower compile), 'reduce-overhead'
 # replays CUDA graphs (fewer launches), 'max-autotune-no-cudagraphs'; the same maths in every mode
 backend = 'nccl'  # torch.distributed backend on CUDA ('gloo' is used on CPU)
@@ -366,6 +368,7 @@ if compile:
         optimizer.orthogonalize = torch.compile(newton_schulz, dynamic=False)
 if distributed and not fsdp:
     model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
+eval_model = model if compile_eval else raw_model  # the same weights, run compiled or not
 
 
 def sync_gradients(now):
@@ -390,7 +393,7 @@ def estimate_loss():
         for k in range(eval_iters):
             X, Y = batch_at(split, eval_ix[split][k])
             with ctx:
-                logits, _ = model(X)
+                logits, _ = eval_model(X)
             sums += eval_sums(logits, Y, token_bytes)
         nats, correct, tokens, text_nats, text_bytes = sums.tolist()  # python floats: checkpoints hold no numpy
         out[split] = {'loss': nats / tokens, 'acc': correct / tokens, 'bpb': text_nats / math.log(2) / text_bytes}

@@ -17,17 +17,23 @@ def loss_and_grads(model, step, X, Y):
 
 
 def test_compiled_step_equals_the_eager_one():
+    """And evals: train.py's compile_eval=False runs them through the plain model, whose logits in eval mode (a graph
+    of its own when compiled) are the compiled model's."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=40))
     X, Y = torch.randint(40, (4, 16)), torch.randint(40, (4, 16))
     loss, grads = loss_and_grads(model, model, X, Y)
+    compiled = torch.compile(model)
     try:
-        compiled_loss, compiled_grads = loss_and_grads(model, torch.compile(model), X, Y)
+        compiled_loss, compiled_grads = loss_and_grads(model, compiled, X, Y)
     except Exception as e:  # no C++ compiler for inductor's CPU kernels, say
         pytest.skip(f"torch.compile does not run here: {type(e).__name__}")
     assert compiled_loss == pytest.approx(loss, rel=1e-5)
     for g, cg in zip(grads, compiled_grads):
         torch.testing.assert_close(cg, g, rtol=1e-4, atol=1e-6)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(X)[0], model(X)[0], rtol=1e-4, atol=1e-5)
 
 
 def test_fused_adamw_in_muon_equals_the_plain_update():
