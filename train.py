@@ -739,12 +739,15 @@ while True:
         save_and_exit()
 bar.close()
 train_seconds = time.time() - t_start
+# CUDA: the peak of memory allocated on any one device (the largest over the processes: a collective), in MiB
+peak_mib = agree(torch.cuda.max_memory_allocated(device) // 2**20)[0] if device_type == 'cuda' else None
 
 if master_process and not eval_only:
     n_params = raw_model.get_num_params(non_embedding=False)
     tokens = (iter_num - start_iter) * tokens_per_iter
     print(f"done {iter_num} iters | best val {best_val_loss:.4f} | {train_seconds:.1f} s training "
           f"| {n_params:,} params | {tokens:,} tokens | checkpoints in {out_dir}"
+          + (f" | peak memory {peak_mib:,} MiB per device" if peak_mib is not None else '')
           + (f" | {skipped} steps skipped (non-finite)" if skipped else ''))
     # the figures at the end of the budget (which nothing was selected on) beside the best-on-val ones
     append_csv(os.path.join(out_dir, 'results.csv'), {
