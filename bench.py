@@ -59,7 +59,7 @@ vocab_size = None  # None: the dataset's (see above)
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals()})  # every variant flag
 # train
 learning_rate = 1e-3
-optim = 'adamw'  # as train.py: 'adamw' or 'muon'
+optim = 'muon'  # as train.py: 'muon' or 'adamw'
 warmup_steps = 5  # untimed steps first (compilation, allocator warm-up)
 steps = 20
 profile = False  # then a few more steps under torch.profiler: a trace, the top kernels, time by category

@@ -613,17 +613,31 @@ def newton_schulz(G, steps=5, eps=1e-7):
     (Jordan 2024). Normalise so that every singular value is <= 1, then `steps` times X <- aX + b(XX^T)X + c(XX^T)^2 X,
     coefficients that pull every singular value into ~[0.7, 1.2] fast rather than exactly onto 1. A tall matrix is
     transposed first (XX^T is then the small side). bfloat16 on CUDA (Muon's choice); float32 elsewhere, since a CPU
-    without bfloat16 units is ~15x slower in it. G (..., rows, cols): a batch of matrices works too."""
+    without bfloat16 units is ~15x slower in it. G (..., rows, cols): a batch of matrices works too.
+    On a CPU a matrix at least 1.5 times as wide as tall (after the transpose) runs the same iteration on its small
+    side: each step multiplies X by Q = aI + bA + cA^2, a polynomial in A = XX^T, so A <- QAQ and X_5 = Q_4...Q_0 X_0
+    need r x r products only (r = the short side) and one r x c product at each end: for 128 x 512, 44% fewer FLOPs,
+    the same result to ~1e-5."""
     a, b, c = 3.4445, -4.7750, 2.0315
     X = (G.bfloat16() if G.is_cuda else G.float()).reshape(-1, *G.shape[-2:])  # (batch, rows, cols)
     tall = X.size(-2) > X.size(-1)
     if tall:
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
-    for _ in range(steps):
-        A = X @ X.mT
-        B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A A in one call (~30% faster on a CPU than apart)
-        X = torch.baddbmm(X, B, X, beta=a)  # a X + B X
+    if X.is_cuda or 2 * X.size(-1) < 3 * X.size(-2):
+        for _ in range(steps):
+            A = X @ X.mT
+            B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A A in one call (~30% faster on a CPU than apart)
+            X = torch.baddbmm(X, B, X, beta=a)  # a X + B X
+    else:
+        A, M = X @ X.mT, None  # (batch, r, r)
+        for k in range(steps):
+            Q = torch.baddbmm(A, A, A, beta=b, alpha=c)
+            Q.diagonal(dim1=-2, dim2=-1).add_(a)  # Q = aI + bA + cA^2
+            M = Q if M is None else Q @ M  # Q_k ... Q_0
+            if k < steps - 1:
+                A = Q @ A @ Q  # the next X X^T
+        X = M @ X
     if tall:
         X = X.mT
     return X.reshape(G.shape).to(G.dtype)
@@ -673,13 +687,14 @@ class Muon(torch.optim.Optimizer):
         torch._foreach_add_(bufs, grads)
         updates = torch._foreach_add(grads, bufs, alpha=momentum) if group['nesterov'] else bufs
         torch._foreach_mul_(params, 1 - lr * wd)
-        by_shape = {}  # matrices of one shape are orthogonalised in one batched call
+        by_shape = {}  # matrices of one shape, tall ones transposed (wide), are orthogonalised in one batched call
         for p, u in zip(params, updates):
-            by_shape.setdefault(p.shape, []).append((p, u))
+            by_shape.setdefault(tuple(sorted(p.shape)), []).append((p, u))
         for shape, pairs in by_shape.items():
             ps, us = zip(*pairs)
-            orth = self.orthogonalize(torch.stack([full_tensor(u) for u in us]), group['ns_steps'])  # (n, rows, cols)
-            orth = [shard_like(o, p) for o, p in zip(orth.unbind(0), ps)]
+            wide = [full_tensor(u) if u.size(0) <= u.size(1) else full_tensor(u).mT for u in us]  # (short, long) each
+            orth = self.orthogonalize(torch.stack(wide), group['ns_steps']).unbind(0)  # (n, short, long)
+            orth = [shard_like(o if p.size(0) <= p.size(1) else o.mT, p) for o, p in zip(orth, ps)]
             torch._foreach_add_(list(ps), orth, alpha=-lr * 0.2 * math.sqrt(max(shape)))
 
     def _adamw(self, group, params):

@@ -35,7 +35,7 @@ from model import (GPT, OPTIMIZERS, GPTConfig, clean_state_dict, device_setup, e
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
 # I/O
 out_dir = 'out'
-eval_interval = 300
+eval_interval = 450
 log_interval = 10
 eval_iters = 20  # batches per split in each eval; the same batches every time
 eval_only = False
@@ -60,9 +60,9 @@ vocab_size = None  # None: the dataset's vocabulary; larger pads it (50304: GPT-
 # ffn, ffn_mult, norm, norm_pos, residual, pos_emb, tie_weights, init, qk_norm, ... (model.py says what each does)
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
 # optimizer
-optim = 'adamw'  # 'adamw' or 'muon' (Keller Jordan 2024): Muon for the matrices inside the blocks, AdamW for the rest
-learning_rate = 4e-3
-max_iters = 1800
+optim = 'muon'  # 'muon' (Keller Jordan 2024: Muon for the matrices inside the blocks, AdamW for the rest) or 'adamw'
+learning_rate = 1.2e-2
+max_iters = 1350
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99

@@ -16,6 +16,7 @@ n_embd = 64
 dropout = 0.0
 
 learning_rate = 1e-3
+optim = 'adamw'  # makemore's (train.py's default is Muon)
 max_iters = 3000
 lr_decay_iters = 3000
 min_lr = 1e-4

@@ -18,6 +18,7 @@ n_embd = 384
 dropout = 0.2
 
 learning_rate = 3e-4
+optim = 'adamw'  # nanoGPT's (train.py's default is Muon)
 max_iters = 5000
 lr_decay_iters = 5000
 min_lr = 3e-5

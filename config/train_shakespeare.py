@@ -18,6 +18,7 @@ n_embd = 384
 dropout = 0.2
 
 learning_rate = 6e-4
+optim = 'adamw'  # nanoGPT's (train.py's default is Muon)
 max_iters = 500
 lr_decay_iters = 500
 min_lr = 6e-5

@@ -16,6 +16,7 @@ n_embd = 384
 dropout = 0.2
 
 learning_rate = 1e-3  # small networks can take a larger learning rate
+optim = 'adamw'  # nanoGPT's (train.py's default is Muon)
 max_iters = 5000
 lr_decay_iters = 5000
 min_lr = 1e-4

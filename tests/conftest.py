@@ -19,7 +19,7 @@ from configurator import script_defaults  # noqa: E402
 
 # a tiny model that trains in well under a second per iteration on a CPU
 TINY = ['--device=cpu', '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=16',
-        '--batch_size=8', '--eval_iters=4', '--log_interval=5', '--warmup_iters=2']
+        '--batch_size=8', '--eval_iters=4', '--log_interval=5', '--warmup_iters=2', '--optim=adamw']
 
 SAMPLE_TEXT = (
     "First Citizen:\nBefore we proceed any further, hear me speak.\n\n"

@@ -47,6 +47,15 @@ def by_hand_ns(G):
     return X.t() if G.shape[0] > G.shape[1] else X
 
 
+@pytest.mark.parametrize('shape', [(32, 96), (96, 32), (48, 48), (3, 32, 40)])  # small side on a CPU; tall; square; batch
+def test_newton_schulz_is_the_documented_iteration(shape):
+    """On a CPU a matrix 1.5x as wide as tall or more iterates on its small side (A <- QAQ): the same result."""
+    torch.manual_seed(0)
+    G = torch.randn(shape)
+    expected = torch.stack([by_hand_ns(g) for g in G.reshape(-1, *shape[-2:])]).reshape(shape)
+    torch.testing.assert_close(newton_schulz(G), expected, atol=1e-5, rtol=1e-4)
+
+
 def test_muon_groups_and_two_steps_by_hand():
     model = tiny_model()
     opt = model.configure_muon(**HYPER)

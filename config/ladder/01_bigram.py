@@ -8,6 +8,7 @@ max_iters = 2000
 eval_interval = 250
 eval_iters = 20  # batches per split per eval: 41k tokens
 learning_rate = 1e-3  # constant until the last rung
+optim = 'adamw'  # every rung, as the ladder was measured (train.py's default is Muon)
 decay_lr = False
 weight_decay = 0.0
 dropout = 0.0
