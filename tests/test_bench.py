@@ -85,8 +85,8 @@ def test_profile_figures_are_per_recorded_step(tmp_path):
 def test_memory_breakdown():
     """Parameters and gradients: float32 bytes of the (tied) parameters; AdamW: two moments (and a 4-byte step per
     parameter); activations: twice as many for twice the batch."""
-    p = run('bench.py', *TINY, '--n_embd=128', '--steps=1', '--warmup_steps=0', '--compare=--batch_size=8',
-            '--compare_rounds=1')
+    p = run('bench.py', *TINY, '--n_embd=128', '--optim=adamw', '--steps=1', '--warmup_steps=0',
+            '--compare=--batch_size=8', '--compare_rounds=1')
     lines = re.findall(r'memory \| params ([\d.]+) MiB \| grads ([\d.]+) MiB \| optimizer ([\d.]+) MiB \| activations '
                        r'([\d.]+) MiB \(saved for backward, one micro-batch, eager\) \| peak n/a', p.stdout)
     assert len(lines) == 2
