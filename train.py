@@ -288,7 +288,7 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
         os.remove(os.path.join(out_dir, '.write_test'))
     except OSError as e:
         sys.exit(f"error: out_dir '{out_dir}' is not writable ({e.strerror})")
-    if init_from == 'scratch' and os.path.exists(evals_path):
+    if init_from != 'resume' and os.path.exists(evals_path):
         os.remove(evals_path)  # a new run, a new curve (as its checkpoints replace the old ones)
     logged_iters = set()  # the evals a resumed run's evals.csv holds already
     if os.path.exists(evals_path):
