@@ -25,16 +25,17 @@ CHAR = {'tokenizer': 'char', 'vocab_size': len(CHARS), 'chars': CHARS}
 
 def script(name, *args):
     """Run one of the repo's scripts in this process as `python name args` would; an error exit (SystemExit with its
-    message) is raised as it is. The signal handlers train.py installs are put back."""
+    message) is raised as it is. sys.path (prepare scripts add to it) and train.py's signal handlers are put back."""
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    argv, sys.argv = sys.argv, [str(REPO / name), *map(str, args)]
+    argv, path = sys.argv, list(sys.path)
+    sys.argv = [str(REPO / name), *map(str, args)]
     try:
         runpy.run_path(str(REPO / name), run_name='__main__')
     except SystemExit as e:
         if e.code not in (None, 0):
             raise
     finally:
-        sys.argv = argv
+        sys.argv, sys.path[:] = argv, path
         for s, h in handlers.items():
             signal.signal(s, h)
 
