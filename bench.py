@@ -56,7 +56,7 @@ from model import (GPT, OPTIMIZERS, GPTConfig, device_setup, load_checkpoint, mo
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train', 'sample' or 'int8'
-# the model: the same keys and defaults as train.py (ignored for bench='sample' when out_dir holds a checkpoint)
+# the model: the same keys and defaults as train.py (bench='sample' / 'int8': unless init_from or out_dir gives one)
 data_dir = 'data'
 dataset = 'shakespeare_char'  # where the vocabulary size comes from (vocab_size None)
 batch_size = 32
