@@ -8,6 +8,7 @@ Benchmarks, printed as one line each in the same format.
     python bench.py config/train_shakespeare_char.py --compare="config/ladder/20_llama.py --compile=False"
     python bench.py --bench=sample --out_dir=out          # sampling from a checkpoint: without and with the KV cache
     python bench.py config/train_shakespeare_char.py --bench=sample   # from that config's out_dir
+    python bench.py config/train_shakespeare_char.py --bench=int8     # int8 against float: size, val loss, tokens/s
 
 train: ms/iter, tokens/s, MFU (where the device's peak is known) and peak memory, on random tokens. The model is
 the one train.py builds from the same config: its vocabulary comes from the dataset's meta.json when the dataset is
@@ -27,25 +28,35 @@ sample: num_samples x max_new_tokens from a checkpoint (or a random model of the
   uncached, the samples batched
   KV cache, the samples batched       (prefill once, then one-token decode steps)
 and two gains, each measured in this run: batching (the first vs the second) and the KV cache (the second vs the third).
+int8: the same model in float and with weight-only int8 linear layers (model.quantize_int8), from the checkpoint as
+bench='sample' takes it (or pretrained weights: init_from): the bytes of each state dict saved with torch.save, the
+loss over eval_iters batches of the dataset's val split (the same batches for both), and tokens/s sampling
+num_samples x max_new_tokens with the KV cache (compiled decode on CUDA), each timed int8_rounds times in turn.
 """
+import copy
 import os
 import re
 import shlex
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import fields
 
+import numpy as np
 import torch
 from torch.autograd import DeviceType
+from tqdm import tqdm
 
+import hf
 from configurator import ConfigError, configure, parse_config
-from data.common import dataset_vocab_size
-from model import GPT, OPTIMIZERS, GPTConfig, device_setup, load_checkpoint, model_config, newton_schulz, peak_flops
+from data.common import dataset_problem, dataset_vocab_size, load_meta
+from model import (GPT, OPTIMIZERS, GPTConfig, device_setup, load_checkpoint, model_config, newton_schulz, peak_flops,
+                   quantize_int8)
 
 # -----------------------------------------------------------------------------
-bench = 'train'  # 'train' or 'sample'
-# the model: the same keys and defaults as train.py (ignored for bench='sample' when out_dir holds a checkpoint)
+bench = 'train'  # 'train', 'sample' or 'int8'
+# the model: the same keys and defaults as train.py (bench='sample' / 'int8': unless init_from or out_dir gives one)
 data_dir = 'data'
 dataset = 'shakespeare_char'  # where the vocabulary size comes from (vocab_size None)
 batch_size = 32
@@ -66,13 +77,17 @@ profile = False  # then a few more steps under torch.profiler: a trace, the top 
 profile_dir = 'bench_profile'  # where --profile writes trace.json
 compare = ''  # config files and --key=value overrides (one string) that make a second setup B to time against this one
 compare_rounds = 3  # --compare: A, B, A, B, ... this many times each; the median ms/iter of each is kept
-# sample
+# sample and int8
 out_dir = ''  # a checkpoint directory from train.py; '' = a randomly initialised model of the config above
 ckpt = 'best'
+init_from = 'scratch'  # a GPT-2 name or a Hugging Face folder: those weights instead (as train.py; 'resume': out_dir's)
 num_samples = 5
 max_new_tokens = 500
 temperature = 0.8
 top_k = 200
+# int8
+eval_iters = 20  # val batches of batch_size x block_size for the loss of each
+int8_rounds = 3  # sampling timed float, int8, float, int8, ...: the median of each
 # system
 seed = 1337
 device = None  # None: cuda, then mps, then cpu
@@ -82,16 +97,16 @@ compile_mode = 'default'  # torch.compile's mode for the training step, as train
 device_peak_flops = None  # MFU's denominator; None: model.PEAK_FLOPS by device name and dtype
 # -----------------------------------------------------------------------------
 # training configs also set these; the benchmark has no use for them
-TRAIN_ONLY = ('eval_interval', 'log_interval', 'eval_iters', 'eval_only', 'init_from', 'gradient_accumulation_steps',
-              'max_iters', 'weight_decay', 'beta1', 'beta2', 'grad_clip', 'decay_lr', 'warmup_iters',
-              'lr_decay_iters', 'min_lr', 'backend', 'nan_policy')
+TRAIN_ONLY = ('eval_interval', 'log_interval', 'eval_only', 'gradient_accumulation_steps', 'max_iters', 'weight_decay',
+              'beta1', 'beta2', 'grad_clip', 'decay_lr', 'warmup_iters', 'lr_decay_iters', 'min_lr', 'backend',
+              'nan_policy')
 config = configure(globals(), file_only_keys=TRAIN_ONLY)
 try:
     config_b = parse_config(config, shlex.split(compare), TRAIN_ONLY) if compare else None
 except ConfigError as e:
     sys.exit(f"error: --compare: {e}")
-if bench not in ('train', 'sample'):
-    sys.exit(f"error: bench must be 'train' or 'sample', got '{bench}'")
+if bench not in ('train', 'sample', 'int8'):
+    sys.exit(f"error: bench must be 'train', 'sample' or 'int8', got '{bench}'")
 if compare and (bench != 'train' or config_b['bench'] != 'train' or compare_rounds < 1):
     sys.exit("error: --compare times training steps: bench='train' for both, compare_rounds >= 1")
 for s in filter(None, (config, config_b)):
@@ -115,14 +130,19 @@ CATEGORIES = {
 
 
 def build(s):
-    """The model train.py builds from settings s (or s's checkpoint, bench='sample'), on s's device:
-    (model, device_setup's System, where the model came from)."""
+    """The model train.py builds from settings s (bench='sample' or 'int8': s's pretrained weights, else s's checkpoint
+    when s has an out_dir), on s's device: (model, device_setup's System, where the model came from)."""
     try:
         system = device_setup(s['device'], s['dtype'])
     except ValueError as e:
         sys.exit(f"error: {e}")
     torch.manual_seed(s['seed'])
-    if s['bench'] == 'sample' and s['out_dir']:
+    if s['bench'] != 'train' and s['init_from'] not in ('scratch', 'resume'):
+        try:
+            model, source = GPT.from_checkpoint(hf.load(s['init_from'])), s['init_from']
+        except ValueError as e:
+            sys.exit(f"error: {e}")
+    elif s['bench'] != 'train' and s['out_dir']:
         source = os.path.join(s['out_dir'], f"{s['ckpt']}.pt")
         if not os.path.exists(source):
             sys.exit(f"error: no checkpoint at {source}; train one first, or pass --out_dir='' to time a randomly "
@@ -318,7 +338,7 @@ if bench == 'train':
     if profile:
         profile_steps(setups[0], results[0][0])
 
-else:
+elif bench == 'sample':
     model, (device, device_type, dtype, ctx, device_name), source = build(config)
     compile = compiles(config, device_type)
     params = f"{model.get_num_params(non_embedding=False):,} params"
@@ -348,3 +368,58 @@ else:
               f"| {num_samples} x {max_new_tokens} tokens in {dt:.4f} s | {tokens / dt:,.0f} tok/s", flush=True)
     print(f"sample | {source} | batching {seconds[0] / seconds[1]:.2f}x (uncached: one after another -> batched) "
           f"| KV cache {seconds[1] / seconds[2]:.2f}x (batched: uncached -> cached)")
+
+else:  # int8 against float: size, val loss, sampling speed
+    model, (device, device_type, dtype, ctx, device_name), source = build(config)
+    compile = compiles(config, device_type)
+    data_path = os.path.join(data_dir, dataset)
+    problem = dataset_problem(data_path)
+    if problem:
+        sys.exit(f"error: bench=int8 takes the val loss on dataset '{dataset}', which is not prepared in {data_path} "
+                 f"({problem}): python data/{dataset}/prepare.py")
+    meta = load_meta(data_path)
+    if meta['vocab_size'] > model.config.vocab_size:
+        sys.exit(f"error: dataset '{dataset}' has {meta['vocab_size']:,} tokens, more than the model's "
+                 f"{model.config.vocab_size:,}: pass the --dataset it was trained on")
+    models = {'float': model.eval(), 'int8': quantize_int8(copy.deepcopy(model))}
+
+    def saved_mb(state):
+        with tempfile.TemporaryDirectory() as tmp:
+            torch.save(state, os.path.join(tmp, 'model.pt'))
+            return os.path.getsize(os.path.join(tmp, 'model.pt')) / 1e6
+
+    mb = {name: saved_mb(m.state_dict()) for name, m in models.items()}
+    print(f"int8 | {source} | {device_name} {dtype} | state dict (torch.save): float {mb['float']:,.1f} MB -> int8 "
+          f"{mb['int8']:,.1f} MB ({mb['float'] / mb['int8']:.2f}x smaller)", flush=True)
+
+    T = model.config.block_size
+    val = np.memmap(os.path.join(data_path, 'val.bin'), dtype=meta['dtype'], mode='r')
+    ix = torch.randint(len(val) - T, (eval_iters, batch_size), generator=torch.Generator().manual_seed(seed))
+    nats = dict.fromkeys(models, 0.0)
+    for rows in tqdm(ix, desc='val loss', leave=False, disable=not sys.stderr.isatty()):
+        xy = torch.stack([torch.from_numpy(val[i:i + T + 1].astype(np.int64)) for i in rows.tolist()]).to(device)
+        for name, m in models.items():
+            with torch.no_grad(), ctx:
+                nats[name] += m(xy[:, :-1], xy[:, 1:].contiguous())[1].item() / eval_iters
+    print(f"int8 | val loss over {eval_iters} batches of {batch_size} x {T} tokens: float {nats['float']:.4f} -> int8 "
+          f"{nats['int8']:.4f} ({nats['int8'] - nats['float']:+.4f} nats)", flush=True)
+
+    prompt = torch.zeros((num_samples, 1), dtype=torch.long, device=device)
+    decodes = {name: torch.compile(m.step, mode='reduce-overhead', fullgraph=True) if compile else None
+               for name, m in models.items()}
+
+    def sample(name, n=max_new_tokens):
+        gen = torch.Generator(device=device).manual_seed(seed)
+        with torch.no_grad(), ctx:
+            return models[name].generate(prompt, n, temperature, top_k, kv_cache=True, generator=gen,
+                                         decode=decodes[name])
+
+    for name in models:
+        sample(name, n=T + 8)  # warm-up: kernels, compilation, the context-full path
+    seconds = {name: [] for name in models}
+    for _ in range(int8_rounds):  # in turn, so that drift reaches both
+        for name in models:
+            seconds[name].append(timed(lambda: sample(name), device_type)[1])
+    rate = {name: num_samples * max_new_tokens / statistics.median(s) for name, s in seconds.items()}
+    print(f"int8 | sample {num_samples} x {max_new_tokens} tokens, KV cache, compile={compile}: float "
+          f"{rate['float']:,.0f} tok/s -> int8 {rate['int8']:,.0f} tok/s ({rate['int8'] / rate['float']:.2f}x)")

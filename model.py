@@ -24,7 +24,7 @@ from torch.optim.adamw import adamw
 CHOICES = {
     'mixer': ('attn', 'mean', 'none', 'window', 'wavenet'),
     'attn_impl': ('sdpa', 'manual'),
-    'ffn': ('none', 'relu', 'gelu', 'relu2', 'swiglu', 'tanh'),
+    'ffn': ('none', 'relu', 'gelu', 'gelu_tanh', 'relu2', 'swiglu', 'tanh'),
     'norm': ('none', 'layernorm', 'rmsnorm'),
     'norm_pos': ('pre', 'post'),
     'pos_emb': ('none', 'learned', 'sinusoidal', 'rope'),
@@ -46,7 +46,7 @@ class GPTConfig:
     window: int = 3  # mixer='window': how many positions (the current one included) it concatenates
     attn_impl: str = 'sdpa'  # sdpa (flash / fused kernels) | manual (explicit softmax, can keep the probabilities)
     attn_proj: bool = True  # output projection after attention
-    ffn: str = 'gelu'  # none | relu | gelu | relu2 | swiglu | tanh
+    ffn: str = 'gelu'  # none | relu | gelu | gelu_tanh | relu2 | swiglu | tanh
     ffn_mult: float = 4.0  # hidden = ffn_mult * n_embd (swiglu: 2/3 of that, to keep the parameter count)
     norm: str = 'layernorm'  # none | layernorm | rmsnorm
     norm_pos: str = 'pre'  # pre (GPT-2, LLaMA) | post (the original transformer)
@@ -392,6 +392,7 @@ FFNS = {
     'none': None,
     'relu': lambda config: MLP(config, nn.ReLU()),
     'gelu': lambda config: MLP(config, nn.GELU()),
+    'gelu_tanh': lambda config: MLP(config, nn.GELU(approximate='tanh')),  # GELU's tanh approximation: OpenAI's GPT-2
     'relu2': lambda config: MLP(config, lambda x: F.relu(x).square()),  # squared ReLU (So et al. 2021, "Primer")
     'tanh': lambda config: MLP(config, nn.Tanh()),  # makemore's MLP and WaveNet on names (Bengio et al. 2003)
     'swiglu': SwiGLU,
@@ -475,9 +476,12 @@ class GPT(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, checkpoint, **overrides):
-        """The model a checkpoint holds (compile / DDP prefixes stripped); overrides change GPTConfig fields that
-        leave the weights' shapes alone (attn_impl, dropout)."""
+        """The model a checkpoint holds (compile / DDP prefixes stripped), int8 layers for an int8 checkpoint
+        (export.py --quantize=int8); overrides change GPTConfig fields that leave the weights' shapes alone
+        (attn_impl, dropout)."""
         model = cls(GPTConfig(**{**checkpoint['model_args'], **overrides}))
+        if checkpoint.get('quantize') == 'int8':
+            quantize_int8(model)
         model.load_state_dict(clean_state_dict(checkpoint['model']))
         return model
 
@@ -517,7 +521,7 @@ class GPT(nn.Module):
     def setup_cache(self, batch_size, dtype=None):
         """Preallocate a cache of block_size positions in every mixer (gpt-fast's static cache): keys and values in
         attention layers, the inputs in the others."""
-        device, dtype = self.lm_head.weight.device, dtype or self.lm_head.weight.dtype
+        device, dtype = self.wte.weight.device, dtype or self.wte.weight.dtype  # wte: float even in an int8 model
         if self.cache_shape == (batch_size, dtype):
             return  # reuse it: a compiled decode step keeps pointing at the same buffers
         T = self.config.block_size
@@ -605,6 +609,43 @@ class GPT(nn.Module):
         """Model FLOPs utilisation: the training FLOP/s of tokens_per_sec tokens a second on ONE device (under DDP,
         the total divided by the number of processes), as a fraction of that device's peak; None if it is unknown."""
         return None if not peak else self.flops_per_token() * tokens_per_sec / peak
+
+
+# ----------------------------------------------------------------------------- int8 weights
+class Int8Linear(nn.Module):
+    """A Linear layer whose weight is held as int8 with one float scale per output channel, w ~ q * scale (symmetric,
+    scale = max |w| of the row / 127), dequantized on the fly: weight-only int8 as in gpt-fast's WeightOnlyInt8Linear.
+    x @ (q * scale)^T = (x @ q^T) * scale, so the scale multiplies the output (B, T, out), not the whole matrix."""
+
+    def __init__(self, linear):
+        super().__init__()
+        w = linear.weight.detach().float()  # (out, in)
+        scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127  # (out,)
+        self.register_buffer('weight', (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8))
+        self.register_buffer('scale', scale)
+        bias = linear.bias.detach().float() if linear.bias is not None else torch.zeros(w.size(0), device=w.device)
+        self.register_buffer('bias', bias)  # zeros for a layer without bias: one forward for both
+
+    def forward(self, x):
+        y = F.linear(x, self.weight.to(matmul_dtype(x)))  # under autocast: int8 -> bf16 / fp16 directly
+        return y * self.scale.to(y.dtype) + self.bias.to(y.dtype)
+
+
+def matmul_dtype(x):
+    """The dtype a matmul of x runs in: autocast's (bf16 / fp16) while it is on, else x's own."""
+    return torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+
+
+@torch.no_grad()
+def quantize_int8(model):
+    """Swap every nn.Linear of the model for an Int8Linear of its weights, in place, except an output layer tied to
+    the token embedding: it stays float, as the embeddings do (a lookup table is not a matmul). Returns the model."""
+    keep = model.lm_head if model.lm_head.weight is model.wte.weight else None
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, nn.Linear) and child is not keep:
+                setattr(module, name, Int8Linear(child))
+    return model
 
 
 # ----------------------------------------------------------------------------- optimizers

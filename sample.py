@@ -6,6 +6,9 @@ Sample from a trained mini-GPT.
     python sample.py --start "One day" --stop_at_eot      # a TinyStories model: one story each
     python sample.py --start "ROMEO:" --show_probs --max_new_tokens=20   # the top-5 candidates at every step
     python sample.py --start "ROMEO:" --attention=attn.png               # attention maps of the prompt
+    python sample.py --init_from=gpt2 --start "Hello, I'm a language model,"   # OpenAI's GPT-2 (needs transformers)
+    python sample.py --init_from=PATH --temperature=0     # a Hugging Face folder (GPT-2 or Llama), offline
+    python sample.py --start "ROMEO:" --quantize=int8     # weight-only int8 linear layers
 
 Without --out_dir it samples from the most recently trained out*/ directory here, and says which.
 Samples are generated together in one batch with a key/value cache (--kv_cache=False runs the plain
@@ -17,13 +20,17 @@ import sys
 
 import torch
 
+import hf
 from configurator import configure
 from data.common import Tokenizer, read_text
-from model import GPT, device_setup, load_checkpoint
+from model import GPT, device_setup, load_checkpoint, quantize_int8
 
 # -----------------------------------------------------------------------------
+init_from = 'resume'  # 'resume': a checkpoint of train.py (out_dir, ckpt); or pretrained weights: a GPT-2 name
+# (gpt2, gpt2-medium, gpt2-large, gpt2-xl; needs transformers) or a Hugging Face folder, GPT-2 or Llama (hf.py)
 out_dir = ''  # where train.py wrote its checkpoints; '' = the most recently trained out*/ directory here
 ckpt = 'best'  # 'best' (lowest val loss), 'last', or a path to a .pt file
+quantize = ''  # 'int8': weight-only int8 linear layers, one scale per output channel (model.quantize_int8)
 start = '\n'  # the prompt, or FILE:path to read it from a file
 num_samples = 3
 max_new_tokens = 500
@@ -48,6 +55,8 @@ if top_k < 0:
     sys.exit(f"error: top_k must be >= 0 (0 = no limit), got {top_k}")
 if num_samples < 1 or max_new_tokens < 0:
     sys.exit("error: num_samples must be >= 1 and max_new_tokens >= 0")
+if quantize not in ('', 'int8'):
+    sys.exit(f"error: quantize must be '' (float) or 'int8', got '{quantize}'")
 try:
     device, device_type, dtype, ctx, _ = device_setup(device, dtype)
 except ValueError as e:
@@ -63,7 +72,7 @@ def latest_out_dir():
     return max(written, key=written.get) if written else None
 
 
-if ckpt in ('best', 'last') and not out_dir:
+if init_from == 'resume' and ckpt in ('best', 'last') and not out_dir:
     out_dir = latest_out_dir()
     if out_dir is None:
         sys.exit("error: no checkpoint in any out*/ directory here; train one first (python train.py), or name one "
@@ -71,14 +80,20 @@ if ckpt in ('best', 'last') and not out_dir:
     print(f"note: sampling from {os.path.join(out_dir, f'{ckpt}.pt')}, the most recently trained here "
           f"(--out_dir to choose another)", file=sys.stderr)
 path = os.path.join(out_dir, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
-if not os.path.exists(path):
+if init_from == 'resume' and not os.path.exists(path):
     sys.exit(f"error: no checkpoint at {path}; train one first: python train.py --out_dir={out_dir}")
 try:
-    checkpoint = load_checkpoint(path)
+    if init_from == 'resume':
+        checkpoint = load_checkpoint(path)
+    else:  # pretrained weights, through transformers
+        checkpoint = hf.load(init_from)
+        checkpoint['tokenizer'] = hf.tokenizer_of(checkpoint)
 except ValueError as e:
     sys.exit(f"error: {e}")
 # the manual attention path can hand back its probabilities for --attention
 model = GPT.from_checkpoint(checkpoint, **({'attn_impl': 'manual'} if attention else {}))
+if quantize:
+    quantize_int8(model)
 model.eval().to(device)
 try:
     tok = Tokenizer(checkpoint['tokenizer'])  # the dataset's tokenizer, which train.py records in the checkpoint

@@ -3,6 +3,7 @@ Train a mini-GPT, on one CPU, one GPU, or many processes (DDP, or FSDP2 with --p
 
     python train.py                                  # the default: char-level shakespeare, ~2 min on a 2-core CPU
     python train.py config/train_shakespeare_char.py --max_iters=2000
+    python train.py config/finetune_shakespeare.py   # fine-tune OpenAI's GPT-2 (init_from='gpt2-xl'; or a local folder)
     torchrun --standalone --nproc_per_node=4 train.py config/train_shakespeare_char.py
     torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=8 train.py ...
 
@@ -26,6 +27,7 @@ from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+import hf
 from configurator import configure, split_args
 from data.common import Tokenizer, dataset_problem, load_meta
 from model import (GPT, OPTIMIZERS, GPTConfig, clean_state_dict, device_setup, eval_sums, full_tensor, load_checkpoint,
@@ -40,7 +42,8 @@ log_interval = 10
 eval_iters = 20  # batches per split in each eval; the same batches every time
 eval_only = False
 eval_at_start = True  # also eval before the first step (the untrained model, or where a resumed run starts)
-init_from = 'scratch'  # 'scratch' or 'resume' (from out_dir/last.pt)
+init_from = 'scratch'  # 'scratch', 'resume' (from out_dir/last.pt), or pretrained weights to fine-tune: a GPT-2 name
+# ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'; needs transformers) or a Hugging Face folder, GPT-2 or Llama (hf.py)
 seed = 1337
 # data
 data_dir = 'data'
@@ -88,6 +91,10 @@ parallel = 'ddp'  # several processes: 'ddp' (each holds the whole model) or 'fs
 device_peak_flops = None  # MFU's denominator for one device; None: model.PEAK_FLOPS by device name and dtype
 trace = False  # one forward and backward pass of a tiny batch, printed stage by stage (shapes, gradients); then exit
 grad_norms = False  # at every log line, each block's gradient norm (before clipping) to out_dir/grad_norms.csv
+# experiment tracking (nanoGPT's keys): evals.csv is always written; with wandb_log each of its rows goes to wandb too
+wandb_log = False  # needs wandb (pip install wandb); WANDB_MODE=offline keeps the run on disk for a later wandb sync
+wandb_project = 'mini-gpt'
+wandb_run_name = ''  # '' = the name wandb makes up
 # -----------------------------------------------------------------------------
 config = configure(globals())
 config_files, config_overrides = split_args(config, sys.argv[1:])
@@ -95,8 +102,6 @@ config_name = '+'.join(os.path.basename(f) for f in config_files) or 'default'
 overrides = ' '.join(f"--{k}={v}" for k, v in config_overrides)
 # -----------------------------------------------------------------------------
 # setup
-if init_from not in ('scratch', 'resume'):
-    sys.exit(f"error: init_from must be 'scratch' or 'resume', got '{init_from}'")
 if nan_policy not in ('stop', 'skip'):
     sys.exit(f"error: nan_policy must be 'stop' or 'skip', got '{nan_policy}'")
 if optim not in OPTIMIZERS:
@@ -112,6 +117,12 @@ distributed = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun? (ra
 rank, local_rank, world_size, local_world_size = (int(os.environ[k]) for k in (
     'RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE')) if distributed else (0, 0, 1, 1)
 master_process = rank == 0
+if wandb_log and master_process:  # now, not after training
+    try:
+        import wandb
+    except ImportError:
+        sys.exit("error: wandb_log=True needs wandb: pip install wandb (or --wandb_log=False: evals.csv is written "
+                 "either way)")
 fsdp = distributed and parallel == 'fsdp'  # with one process there is nothing to shard
 
 
@@ -219,7 +230,8 @@ try:
     model_args = model_config(config, meta['vocab_size'], f"dataset '{dataset}'")
 except ValueError as e:
     sys.exit(f"error: {e}")
-iter_num, best_val_loss, best_val_bpb, checkpoint = 0, float('inf'), float('inf'), None
+iter_num, best_val_loss, best_val_bpb, checkpoint, weights = 0, float('inf'), float('inf'), None, None
+pretrained = None  # the GPT-2 name or folder whose weights the model started from, kept through resumes
 last_path, best_path = os.path.join(out_dir, 'last.pt'), os.path.join(out_dir, 'best.pt')
 evals_path = os.path.join(out_dir, 'evals.csv')  # every eval of this run (a scratch run starts it anew)
 if init_from == 'resume':  # every check before anything is written
@@ -234,9 +246,10 @@ if init_from == 'resume':  # every check before anything is written
         sys.exit(f"error: {last_path} was trained on dataset '{checkpoint['config']['dataset']}' ({old}); dataset "
                  f"'{dataset}' has other tokens ({new}): resume with the dataset it was trained on, or train from "
                  f"scratch in another out_dir")
+    pretrained = checkpoint.get('pretrained')  # a fine-tuned model is its weights', whatever the config's keys say
     changed = [f"{k}={v!r} (checkpoint: {checkpoint['model_args'].get(k)!r})" for k, v in model_args.items()
                if k != 'dropout' and checkpoint['model_args'].get(k) != v]
-    if changed:
+    if changed and pretrained is None:
         sys.exit(f"error: the config's model differs from the one in {last_path}: {', '.join(changed)}; "
                  f"resume with the config it was trained with")
     trained_with = checkpoint['config'].get('optim', 'adamw')  # checkpoints of before the optim key: AdamW
@@ -246,7 +259,21 @@ if init_from == 'resume':  # every check before anything is written
     model_args = dict(checkpoint['model_args'], dropout=dropout)  # the model is the checkpoint's; dropout may change
     iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
     best_val_bpb = checkpoint.get('best_val_bpb', float('nan'))  # checkpoints of before bits per byte have none
+elif init_from != 'scratch':  # pretrained weights: GPT-2 from the hub, or a Hugging Face folder (hf.py)
+    try:
+        weights = hf.load(init_from, block_size)
+        theirs = hf.tokenizer_of(weights)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    if theirs != tokenizer:
+        sys.exit(f"error: {init_from} reads {theirs['tokenizer']} tokens ({theirs['vocab_size']:,}); dataset "
+                 f"'{dataset}' has {tokenizer['tokenizer']} tokens ({tokenizer['vocab_size']:,}): fine-tune on a "
+                 f"dataset prepared with its tokenizer (gpt2: python data/shakespeare/prepare.py)")
+    model_args, pretrained = dict(weights['model_args'], dropout=dropout), init_from
 model = GPT(GPTConfig(**model_args))
+if weights is not None:
+    model.load_state_dict(weights['model'])
+    weights = None  # free memory
 if rank > 0:  # dropout differs between processes (rank 0 goes on as one process does); the data order does not
     torch.manual_seed(seed + rank)
 if trace:  # watch data flow through the real model, then stop (nothing is written)
@@ -263,7 +290,7 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
         os.remove(os.path.join(out_dir, '.write_test'))
     except OSError as e:
         sys.exit(f"error: out_dir '{out_dir}' is not writable ({e.strerror})")
-    if init_from == 'scratch' and os.path.exists(evals_path):
+    if init_from != 'resume' and os.path.exists(evals_path):
         os.remove(evals_path)  # a new run, a new curve (as its checkpoints replace the old ones)
     logged_iters = set()  # the evals a resumed run's evals.csv holds already
     if os.path.exists(evals_path):
@@ -445,7 +472,8 @@ def checkpoint_state():
     every process; FSDP: the shards): every process calls it, rank 0 gets the whole of it."""
     return {'model': model_state(), 'optimizer': optimizer_state(), 'scaler': scaler.state_dict(),
             'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
-            'best_val_bpb': best_val_bpb, 'config': config, 'tokenizer': tokenizer, 'rng': rng_states()}
+            'best_val_bpb': best_val_bpb, 'config': config, 'tokenizer': tokenizer, 'rng': rng_states(),
+            'pretrained': pretrained}
 
 
 def write_checkpoint(path, ckpt):
@@ -494,6 +522,8 @@ def evaluate_and_checkpoint():
         row.update({f"{split}_{k}": f"{v:.5f}" for split, m in metrics.items() for k, v in m.items()})
         if iter_num not in logged_iters:  # a resumed run's first eval repeats the stopped run's last one
             append_csv(evals_path, row)
+            if wandb_log:
+                wandb.log({k: float(v) for k, v in row.items()}, step=iter_num)  # the CSV's numbers
     return metrics
 
 
@@ -695,6 +725,8 @@ if master_process:
     print(f"batch {world_size} processes x {micro_steps} micro-steps x {micro_batch} x {block_size} tokens = "
           f"{tokens_per_iter:,} tokens per optimizer step (gradient_accumulation_steps x batch_size = "
           f"{gradient_accumulation_steps} x {batch_size} sequences, the same for any number of processes)")
+if wandb_log and master_process:
+    wandb.init(project=wandb_project, name=wandb_run_name or None, config=config)
 show_bar = master_process and sys.stderr.isatty()
 bar = tqdm(total=max_iters, initial=iter_num, disable=not show_bar, dynamic_ncols=True, unit='it')
 for signum in (signal.SIGTERM, signal.SIGINT):
@@ -759,5 +791,7 @@ if master_process and not eval_only:
     png = plot_curves(evals_path, os.path.join(out_dir, 'loss.png'))
     if png:
         print(f"loss curves: {png}")
+if wandb_log and master_process:
+    wandb.finish()
 if distributed:
     destroy_process_group()
