@@ -22,4 +22,5 @@ max_iters = 20
 
 # fine-tune at a constant learning rate
 learning_rate = 3e-5
+optim = 'adamw'  # nanoGPT's (train.py's default is Muon)
 decay_lr = False

@@ -118,7 +118,7 @@ def straight(tmp_path_factory, data):
 @pytest.mark.parametrize('flag,message', [
     ('--n_head=3', 'n_embd=32 must be divisible by n_head=3'),
     ('--n_kv_head=3', 'n_kv_head=3 must divide n_head=2'),
-    ('--ffn=geglu', "ffn='geglu' is not one of none, relu, gelu, relu2, swiglu, tanh"),
+    ('--ffn=geglu', "ffn='geglu' is not one of none, relu, gelu, gelu_tanh, relu2, swiglu, tanh"),
 ])
 def test_invalid_model_flags_fail_before_anything_is_written(tmp_path, data, flag, message):
     assert_error(train_here(data, tmp_path / 'out', flag), message)

@@ -150,7 +150,8 @@ def finetuned(gpt2_folder, tmp_path_factory):
     fake.log = lambda data, step=None: calls.append(('log', data, step))
     fake.finish = lambda: calls.append(('finish',))
     args = ['--device=cpu', '--compile=False', '--dataset=shakespeare', f'--data_dir={tmp / "data"}', '--block_size=32',
-            '--batch_size=4', '--eval_interval=3', '--eval_iters=2', '--learning_rate=1e-3', '--warmup_iters=0']
+            '--batch_size=4', '--eval_interval=3', '--eval_iters=2', '--learning_rate=1e-3', '--warmup_iters=0',
+            '--optim=adamw']
     with pytest.MonkeyPatch.context() as m:
         m.setitem(sys.modules, 'wandb', fake)
         script('train.py', *args, f'--init_from={gpt2_folder[0]}', f'--out_dir={tmp / "out"}', '--max_iters=6',
