@@ -47,7 +47,7 @@ def by_hand_ns(G):
     return X.t() if G.shape[0] > G.shape[1] else X
 
 
-@pytest.mark.parametrize('shape', [(32, 96), (96, 32), (48, 48), (3, 32, 40)])  # small side on a CPU; tall; square; batch
+@pytest.mark.parametrize('shape', [(32, 96), (96, 32), (48, 48), (3, 32, 40)])  # small side (CPU); tall; square; batch
 def test_newton_schulz_is_the_documented_iteration(shape):
     """On a CPU a matrix 1.5x as wide as tall or more iterates on its small side (A <- QAQ): the same result."""
     torch.manual_seed(0)
