@@ -2,6 +2,7 @@ import contextlib
 import io
 import os
 import runpy
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,24 +46,37 @@ def run(script, *args, cwd=REPO, check=True, timeout=600):
     return p
 
 
+@contextlib.contextmanager
+def as_script(script, *args, cwd=REPO):
+    """What `python script args` run from cwd sees, for a script run in this process (runpy), put back after: sys.argv,
+    the working directory, sys.path (prepare scripts add their folder) and the signal handlers (train.py sets its own).
+    Yields the script's path."""
+    argv, path, here = sys.argv, list(sys.path), os.getcwd()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    sys.argv = [str(REPO / script), *map(str, args)]
+    os.chdir(cwd)
+    try:
+        yield sys.argv[0]
+    finally:
+        sys.argv, sys.path[:] = argv, path
+        os.chdir(here)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+
+
 def run_here(script, *args, cwd=REPO):
     """run() inside this test process, for a script that stops at a check before it trains: the same stdout, stderr
     (sys.exit's message, as python prints it) and exit status, without a new process's seconds of importing torch."""
-    out, err, argv, here = io.StringIO(), io.StringIO(), sys.argv, os.getcwd()
-    sys.argv = [str(REPO / script), *map(str, args)]
-    code = 0
-    try:
-        os.chdir(cwd)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            runpy.run_path(sys.argv[0], run_name='__main__')
-    except SystemExit as e:
-        code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
-        if isinstance(e.code, str):
-            err.write(e.code + '\n')
-    finally:
-        sys.argv = argv
-        os.chdir(here)
-    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with as_script(script, *args, cwd=cwd) as path:
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                runpy.run_path(path, run_name='__main__')
+        except SystemExit as e:
+            code = 0 if e.code is None else e.code if isinstance(e.code, int) else 1
+            if isinstance(e.code, str):
+                err.write(e.code + '\n')
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture

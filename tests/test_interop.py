@@ -5,7 +5,6 @@ import copy
 import csv
 import runpy
 import shutil
-import signal
 import sys
 import types
 from dataclasses import asdict
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 import hf
-from conftest import REPO, SAMPLE_TEXT
+from conftest import SAMPLE_TEXT, as_script
 from data.common import Tokenizer
 from model import GPT, GPTConfig, Int8Linear, load_checkpoint, quantize_int8, save_checkpoint
 
@@ -24,20 +23,14 @@ CHAR = {'tokenizer': 'char', 'vocab_size': len(CHARS), 'chars': CHARS}
 
 
 def script(name, *args):
-    """Run one of the repo's scripts in this process as `python name args` would; an error exit (SystemExit with its
-    message) is raised as it is. sys.path (prepare scripts add to it) and train.py's signal handlers are put back."""
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    argv, path = sys.argv, list(sys.path)
-    sys.argv = [str(REPO / name), *map(str, args)]
-    try:
-        runpy.run_path(str(REPO / name), run_name='__main__')
-    except SystemExit as e:
-        if e.code not in (None, 0):
-            raise
-    finally:
-        sys.argv, sys.path[:] = argv, path
-        for s, h in handlers.items():
-            signal.signal(s, h)
+    """Run one of the repo's scripts in this process as `python name args` would (conftest.as_script); an error exit
+    (SystemExit with its message) is raised as it is."""
+    with as_script(name, *args) as path:
+        try:
+            runpy.run_path(path, run_name='__main__')
+        except SystemExit as e:
+            if e.code not in (None, 0):
+                raise
 
 
 def perturbed(model, std):
