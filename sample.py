@@ -72,19 +72,25 @@ def latest_out_dir():
     return max(written, key=written.get) if written else None
 
 
-if init_from == 'resume' and ckpt in ('best', 'last') and not out_dir:
-    out_dir = latest_out_dir()
-    if out_dir is None:
-        sys.exit("error: no checkpoint in any out*/ directory here; train one first (python train.py), or name one "
-                 "with --out_dir")
-    print(f"note: sampling from {os.path.join(out_dir, f'{ckpt}.pt')}, the most recently trained here "
-          f"(--out_dir to choose another)", file=sys.stderr)
-path = os.path.join(out_dir, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
-if init_from == 'resume' and not os.path.exists(path):
-    sys.exit(f"error: no checkpoint at {path}; train one first: python train.py --out_dir={out_dir}")
+def checkpoint_path():
+    """out_dir's {ckpt}.pt, or ckpt itself when it is a path; without out_dir, the most recently trained out*/ here."""
+    folder = out_dir
+    if ckpt in ('best', 'last') and not folder:
+        folder = latest_out_dir()
+        if folder is None:
+            sys.exit("error: no checkpoint in any out*/ directory here; train one first (python train.py), or name "
+                     "one with --out_dir")
+        print(f"note: sampling from {os.path.join(folder, f'{ckpt}.pt')}, the most recently trained here "
+              f"(--out_dir to choose another)", file=sys.stderr)
+    path = os.path.join(folder, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
+    if not os.path.exists(path):
+        sys.exit(f"error: no checkpoint at {path}; train one first: python train.py --out_dir={folder}")
+    return path
+
+
 try:
     if init_from == 'resume':
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_checkpoint(checkpoint_path())
     else:  # pretrained weights, through transformers
         checkpoint = hf.load(init_from)
         checkpoint['tokenizer'] = hf.tokenizer_of(checkpoint)
