@@ -13,6 +13,7 @@ import time
 
 t_launch = time.time()  # the eval lines' wall time counts from here: imports, compilation and evals included
 import csv  # noqa: E402 (the imports below count)
+import contextlib
 import math
 import os
 import shlex
@@ -31,7 +32,8 @@ import hf
 from configurator import configure, split_args
 from data.common import Tokenizer, dataset_problem, load_meta
 from model import (GPT, OPTIMIZERS, GPTConfig, clean_state_dict, device_setup, eval_sums, full_tensor, load_checkpoint,
-                   model_config, newton_schulz, param_norms, peak_flops, save_checkpoint, trace_model)
+                   is_dtensor, model_config, newton_schulz, param_norms, peak_flops, save_checkpoint, shard_like,
+                   trace_model)
 
 # -----------------------------------------------------------------------------
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
@@ -70,6 +72,8 @@ weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99
 grad_clip = 1.0  # clip gradients at this norm; 0 disables
+ema_decay = 0.0  # > 0: also keep an exponential moving average of the weights (Polyak & Juditsky 1992), which evals
+# measure, best.pt keeps and sample.py reads; training goes on with the trained weights (the checkpoints keep both)
 nan_policy = 'stop'  # a non-finite loss or gradient: 'stop' (exit, save nothing) or 'skip' (skip the step, count it;
 # this decides before every optimizer step, so the CPU waits for the GPU once a step: a little slower on a GPU)
 # learning rate schedule: linear warmup, then cosine decay to min_lr
@@ -296,7 +300,8 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
     if os.path.exists(evals_path):
         with open(evals_path, newline='') as f:
             logged_iters = {int(r['iter']) for r in csv.DictReader(f)}
-    ckpt_bytes = 12 * model.get_num_params(non_embedding=False)  # float32 weights and AdamW's two moments
+    ckpt_bytes = (16 if ema_decay > 0 else 12) * model.get_num_params(non_embedding=False)  # float32 weights, AdamW's
+    # two moments (and the averaged weights)
     free = shutil.disk_usage(out_dir).free
     ours = sum(os.path.getsize(p) for p in (last_path, best_path) if os.path.isfile(p))  # to be replaced
     if free + ours < 3 * ckpt_bytes:  # last.pt, best.pt, and the temporary file of the save in progress
@@ -304,7 +309,7 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
                  f"{3 * ckpt_bytes / 1e6:,.1f} MB (last.pt, best.pt and a temporary file while one is written): "
                  f"free some space or choose another out_dir")
 if checkpoint is not None:  # every process has read last.pt (the checks above): the whole model loads, FSDP or not
-    model.load_state_dict(clean_state_dict(checkpoint['model']))
+    model.load_state_dict(clean_state_dict(checkpoint.get('trained_model', checkpoint['model'])))
 model.to(device)
 
 
@@ -373,6 +378,18 @@ def load_optimizer_state(state):
 raw_model = shard(model) if fsdp else model  # model becomes the compiled / DDP wrapper below
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))  # FSDP2 too: DTensor reduces its found_inf
 optimizer = OPTIMIZERS[optim](raw_model, weight_decay, learning_rate, (beta1, beta2), device_type)
+
+
+def local(t):
+    """This process's part of a tensor, detached: its own shard of an FSDP2 parameter, else the tensor itself."""
+    return t.detach().to_local() if is_dtensor(t) else t.detach()
+
+
+ema = None  # ema_decay > 0: the averaged weights, one tensor per parameter, each held as the parameter is
+if ema_decay > 0:  # from the checkpoint's 'model' on resume (the averaged weights it saved), else the starting ones
+    saved = clean_state_dict(checkpoint['model']) if checkpoint is not None else {}
+    ema = [local(shard_like(saved[n].to(device), p) if n in saved else p).clone()
+           for n, p in raw_model.named_parameters()]
 if checkpoint is not None:
     load_optimizer_state(checkpoint['optimizer'])
     scaler.load_state_dict(checkpoint['scaler'])
@@ -439,6 +456,31 @@ def get_lr(it):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
 
 
+@torch.no_grad()
+def update_average():
+    """ema_decay > 0: after each optimizer step, ema <- ema + (1 - d)(weights - ema), with d = ema_decay, or
+    (1 + step) / (10 + step) while that is smaller, so that the first steps' weights do not linger."""
+    if ema is not None:
+        torch._foreach_lerp_(ema, [local(p) for p in raw_model.parameters()],
+                             1 - min(ema_decay, (1 + iter_num) / (10 + iter_num)))
+
+
+@contextlib.contextmanager
+@torch.no_grad()
+def averaged_weights():
+    """Inside this block the model holds the averaged weights (ema_decay > 0), after it its trained ones again."""
+    if ema is None:
+        yield
+        return
+    params = [local(p) for p in raw_model.parameters()]
+    trained = [p.clone() for p in params]
+    torch._foreach_copy_(params, ema)
+    try:
+        yield
+    finally:
+        torch._foreach_copy_(params, trained)
+
+
 def agree(*values):
     """Integers every process agrees on: the maximum over all processes of each value (DDP), read on the CPU.
     A collective call: every process makes it at the same step."""
@@ -469,11 +511,16 @@ def rng_states():
 
 def checkpoint_state():
     """Everything an exact resume needs, the same whether 1 process, DDP or FSDP wrote it. A collective (the RNGs of
-    every process; FSDP: the shards): every process calls it, rank 0 gets the whole of it."""
-    return {'model': model_state(), 'optimizer': optimizer_state(), 'scaler': scaler.state_dict(),
-            'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
-            'best_val_bpb': best_val_bpb, 'config': config, 'tokenizer': tokenizer, 'rng': rng_states(),
-            'pretrained': pretrained}
+    every process; FSDP: the shards): every process calls it, rank 0 gets the whole of it. 'model' is what evals
+    measure and sample.py reads: with ema_decay > 0 the averaged weights, and 'trained_model' the trained ones."""
+    state = {'model': model_state(), 'optimizer': optimizer_state(), 'scaler': scaler.state_dict(),
+             'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
+             'best_val_bpb': best_val_bpb, 'config': config, 'tokenizer': tokenizer, 'rng': rng_states(),
+             'pretrained': pretrained}
+    if ema is not None:
+        with averaged_weights():  # one process: state_dict() holds the live tensors, so a copy of them
+            state['trained_model'], state['model'] = state['model'], {k: v.clone() for k, v in model_state().items()}
+    return state
 
 
 def write_checkpoint(path, ckpt):
@@ -500,7 +547,8 @@ def evaluate_and_checkpoint():
     """Eval both splits; save last.pt (and best.pt when val improved); a non-finite eval loss stops unsaved. Returns
     the eval's metrics, which rank 0 also appends to evals.csv."""
     global best_val_loss, best_val_bpb
-    metrics = estimate_loss()
+    with averaged_weights():
+        metrics = estimate_loss()
     losses = {split: m['loss'] for split, m in metrics.items()}
     if not all(math.isfinite(v) for v in losses.values()):
         stop(f"error: the eval loss is not finite at iter {iter_num} (train {losses['train']}, val {losses['val']}): "
@@ -760,6 +808,7 @@ while True:
     scaler.step(optimizer)
     scaler.update()
     optimizer.zero_grad(set_to_none=True)
+    update_average()
     iter_num += 1
     bar.update(1)
 

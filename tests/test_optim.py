@@ -143,3 +143,33 @@ def test_train_py_with_muon_learns_and_resumes_with_muon_only(tmp_path, char_dat
     assert_error(train(char_data, out, '--optim=sgd'), "optim must be one of adamw, muon, got 'sgd'")
     assert_error(train(char_data, out, '--optim=adamw', '--init_from=resume', '--max_iters=20'),
                  "was trained with optim='muon'", '--optim=muon')
+
+
+# ----------------------------------------------------------------------------- EMA of the weights (train.py)
+def test_ema_is_the_average_evals_measure_and_checkpoints_keep_and_it_resumes_exactly(tmp_path, char_data):
+    ema = ['--ema_decay=0.9', '--eval_interval=1', '--dropout=0.1']
+
+    def run_to(n, out, *args):
+        return evals(train(char_data, tmp_path / out, f'--max_iters={n}', '--lr_decay_iters=2', *args,
+                           check=True).stdout)
+
+    def weights(out):
+        ckpt = torch.load(tmp_path / out / 'last.pt', weights_only=True)
+        return ckpt['model'], ckpt['trained_model']
+
+    run_to(0, 'start', *ema)
+    run_to(1, 'resumed', *ema)
+    (w0, _), (e1, w1) = weights('start'), weights('resumed')
+    resumed = run_to(2, 'resumed', *ema, '--init_from=resume')
+    straight = run_to(2, 'straight', *ema)
+    plain = run_to(2, 'plain', *ema[1:])
+    (e2, w2), (e2_straight, w2_straight) = weights('resumed'), weights('straight')
+    for k in w0:  # d_t = min(0.9, (1 + t) / (10 + t)): 0.1 after the first step, 2/11 after the second
+        e1_by_hand = w0[k] + 0.9 * (w1[k] - w0[k])
+        torch.testing.assert_close(e1[k], e1_by_hand)
+        torch.testing.assert_close(e2[k], e1_by_hand + 9 / 11 * (w2[k] - e1_by_hand))
+        assert torch.equal(e2[k], e2_straight[k]) and torch.equal(w2[k], w2_straight[k])  # resumed exactly
+    plain_model = torch.load(tmp_path / 'plain' / 'last.pt', weights_only=True)['model']
+    assert all(torch.equal(plain_model[k], w2[k]) for k in w2)  # the average does not change training
+    assert resumed == straight[1:]  # the resumed run evaluates the average it saved
+    assert straight[0] == plain[0] and all(s[2] != p[2] for s, p in zip(straight[1:], plain[1:]))  # evals: averages
