@@ -99,7 +99,7 @@ device_peak_flops = None  # MFU's denominator; None: model.PEAK_FLOPS by device 
 # training configs also set these; the benchmark has no use for them
 TRAIN_ONLY = ('eval_interval', 'log_interval', 'eval_only', 'gradient_accumulation_steps', 'max_iters', 'weight_decay',
               'beta1', 'beta2', 'grad_clip', 'decay_lr', 'warmup_iters', 'lr_decay_iters', 'min_lr', 'backend',
-              'nan_policy')
+              'nan_policy', 'eval_at_start', 'compile_eval', 'ema_decay', 'wandb_log', 'wandb_project', 'wandb_run_name')
 config = configure(globals(), file_only_keys=TRAIN_ONLY)
 try:
     config_b = parse_config(config, shlex.split(compare), TRAIN_ONLY) if compare else None

@@ -1,10 +1,12 @@
 """bench.py: it times the model train.py would build, and every figure it prints follows from the others."""
+import ast
 import json
 import re
 
 import pytest
 
 from conftest import REPO, run, run_here, script_keys
+from configurator import parse_config
 from model import GPT, GPTConfig
 from test_ladder import rung
 
@@ -16,6 +18,15 @@ def test_model_keys_have_train_py_defaults(train_defaults):
     shared = [k for k in train if k in bench and k not in ('learning_rate', 'out_dir')]
     assert {'n_layer', 'n_embd', 'block_size', 'batch_size', 'vocab_size', 'dataset', 'data_dir', 'bias'} <= set(shared)
     assert {k: bench[k] for k in shared} == {k: train[k] for k in shared}
+
+
+def test_bench_reads_every_config_in_config(train_defaults):
+    """bench.py takes any training config: the keys only training has (evals, schedule, EMA, ...) are skipped."""
+    bench = script_keys('bench.py')
+    train_only = ast.literal_eval(re.search(r"TRAIN_ONLY = (\(.*?\))\n", (REPO / 'bench.py').read_text(), re.S)[1])
+    assert set(train_only) <= set(train_defaults) and not set(train_only) & set(bench)
+    for path in sorted((REPO / 'config').rglob('*.py')):
+        parse_config(bench, [str(path)], train_only)  # a ConfigError names a key bench.py does not know
 
 
 def test_a_bpe_rung_is_timed_at_its_real_size(tmp_path, train_defaults):
