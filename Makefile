@@ -1,4 +1,4 @@
-# make run   - virtual environment, dependencies, data, train the default model (~2 min on a CPU), print a sample
+# make run   - virtual environment, dependencies, data, train the default model (1-2 min on a CPU), print a sample
 # make test  - the same environment, then the test suite (CPU, a few minutes; one pytest process per core)
 PYTHON ?= python3
 VENV ?= .venv

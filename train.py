@@ -1,7 +1,7 @@
 """
 Train a mini-GPT, on one CPU, one GPU, or many processes (DDP, or FSDP2 with --parallel=fsdp), on one machine or many.
 
-    python train.py                                  # the default: char-level shakespeare, ~2 min on a 2-core CPU
+    python train.py                                  # the default: char-level shakespeare, 1-2 min on a 2-core CPU
     python train.py config/train_shakespeare_char.py --max_iters=2000
     python train.py config/finetune_shakespeare.py   # fine-tune OpenAI's GPT-2 (init_from='gpt2-xl'; or a local folder)
     torchrun --standalone --nproc_per_node=4 train.py config/train_shakespeare_char.py
@@ -39,7 +39,7 @@ from model import (GPT, OPTIMIZERS, GPTConfig, clean_state_dict, device_setup, e
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
 # I/O
 out_dir = 'out'
-eval_interval = 450
+eval_interval = 625
 log_interval = 10
 eval_iters = 20  # batches per split in each eval; the same batches every time
 eval_only = False
@@ -66,8 +66,8 @@ vocab_size = None  # None: the dataset's vocabulary; larger pads it (50304: GPT-
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
 # optimizer
 optim = 'muon'  # 'muon' (Keller Jordan 2024: Muon for the matrices inside the blocks, AdamW for the rest) or 'adamw'
-learning_rate = 1.2e-2
-max_iters = 1350
+learning_rate = 1e-2
+max_iters = 1250
 weight_decay = 0.1
 beta1 = 0.9
 beta2 = 0.99
@@ -78,7 +78,7 @@ nan_policy = 'stop'  # a non-finite loss or gradient: 'stop' (exit, save nothing
 # this decides before every optimizer step, so the CPU waits for the GPU once a step: a little slower on a GPU)
 # learning rate schedule: linear warmup, then cosine decay to min_lr
 decay_lr = True
-warmup_iters = 100
+warmup_iters = 50
 lr_decay_iters = None  # None: max_iters
 min_lr = 1e-4
 # system
