@@ -14,6 +14,7 @@ import time
 t_launch = time.time()  # the eval lines' wall time counts from here: imports, compilation and evals included
 import csv  # noqa: E402 (the imports below count)
 import contextlib
+import gc
 import math
 import os
 import shlex
@@ -490,10 +491,20 @@ def agree(*values):
     return flags.tolist()
 
 
+def leave_process_group():
+    """destroy_process_group, after freeing what holds the process group (DDP, FSDP's shards and their optimizer
+    state): left to python's exit, gloo's threads could abort a finished run ('terminate called without an active
+    exception')."""
+    global model, raw_model, eval_model, optimizer, ema
+    model = raw_model = eval_model = optimizer = ema = None
+    gc.collect()
+    destroy_process_group()
+
+
 def stop(message, code=1):
     """Every process stops; rank 0 prints the one error line."""
     if distributed:
-        destroy_process_group()
+        leave_process_group()
     sys.exit(message if master_process else code)
 
 
@@ -759,7 +770,7 @@ def save_and_exit():
               f"{shlex.join(args)}", flush=True)
     if distributed:
         torch.distributed.barrier()  # no process exits (and makes torchrun stop the others) before the save
-        destroy_process_group()
+        leave_process_group()
     sys.exit(128 + (signal_received or signal.SIGTERM))  # 130 for SIGINT, 143 for SIGTERM
 
 
@@ -843,4 +854,4 @@ if master_process and not eval_only:
 if wandb_log and master_process:
     wandb.finish()
 if distributed:
-    destroy_process_group()
+    leave_process_group()

@@ -132,7 +132,7 @@ def test_four_processes_train_the_same_curve_as_one(tmp_path, char_data):
     assert lines
     for tok_s, mfu, ms in lines:
         tok_s = float(tok_s.replace(',', ''))
-        assert tok_s == pytest.approx(128 / (float(ms) / 1000), rel=2e-3)
+        assert 128 / (float(ms) + 0.05) <= tok_s / 1000 <= 128 / (float(ms) - 0.05)  # ms/iter is printed to 0.1
         assert float(mfu) == pytest.approx(100 * flops * tok_s / 4 / 1e10, abs=0.06)
 
 
