@@ -386,11 +386,12 @@ def local(t):
     return t.detach().to_local() if is_dtensor(t) else t.detach()
 
 
+local_weights = [local(p) for p in raw_model.parameters()]  # views: what is written to them reaches the model
 ema = None  # ema_decay > 0: the averaged weights, one tensor per parameter, each held as the parameter is
 if ema_decay > 0:  # from the checkpoint's 'model' on resume (the averaged weights it saved), else the starting ones
     saved = clean_state_dict(checkpoint['model']) if checkpoint is not None else {}
-    ema = [local(shard_like(saved[n].to(device), p) if n in saved else p).clone()
-           for n, p in raw_model.named_parameters()]
+    ema = [local(shard_like(saved[n].to(device), p)).clone() if n in saved else w.clone()
+           for (n, p), w in zip(raw_model.named_parameters(), local_weights)]
 if checkpoint is not None:
     load_optimizer_state(checkpoint['optimizer'])
     scaler.load_state_dict(checkpoint['scaler'])
@@ -462,8 +463,7 @@ def update_average():
     """ema_decay > 0: after each optimizer step, ema <- ema + (1 - d)(weights - ema), with d = ema_decay, or
     (1 + step) / (10 + step) while that is smaller, so that the first steps' weights do not linger."""
     if ema is not None:
-        torch._foreach_lerp_(ema, [local(p) for p in raw_model.parameters()],
-                             1 - min(ema_decay, (1 + iter_num) / (10 + iter_num)))
+        torch._foreach_lerp_(ema, local_weights, 1 - min(ema_decay, (1 + iter_num) / (10 + iter_num)))
 
 
 @contextlib.contextmanager
@@ -473,13 +473,12 @@ def averaged_weights():
     if ema is None:
         yield
         return
-    params = [local(p) for p in raw_model.parameters()]
-    trained = [p.clone() for p in params]
-    torch._foreach_copy_(params, ema)
+    trained = [w.clone() for w in local_weights]
+    torch._foreach_copy_(local_weights, ema)
     try:
         yield
     finally:
-        torch._foreach_copy_(params, trained)
+        torch._foreach_copy_(local_weights, trained)
 
 
 def agree(*values):
