@@ -49,28 +49,23 @@ from torch.autograd import DeviceType
 from tqdm import tqdm
 
 import hf
-from configurator import ConfigError, configure, parse_config
-from data.common import dataset_problem, dataset_vocab_size, load_meta
-from model import (GPT, OPTIMIZERS, GPTConfig, device_setup, load_checkpoint, model_config, newton_schulz, peak_flops,
-                   quantize_int8)
+from common import device_setup, find_checkpoint, load_checkpoint, or_exit, peak_flops
+from configurator import ConfigError, configure, parse_config, read_settings
+from data.common import dataset_vocab_size, prepared_meta
+from model import GPT, GPTConfig, model_config, quantize_int8
+from optim import OPTIMIZERS
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train', 'sample' or 'int8'
-# the model: the same keys and defaults as train.py (bench='sample' / 'int8': unless init_from or out_dir gives one)
-data_dir = 'data'
-dataset = 'shakespeare_char'  # where the vocabulary size comes from (vocab_size None)
-batch_size = 32
-block_size = 64
-n_layer = 2
-n_head = 4
-n_embd = 128
-dropout = 0.0
-bias = False
-vocab_size = None  # None: the dataset's (see above)
-globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals()})  # every variant flag
+# the model, its batch and the system: train.py's keys with train.py's defaults (configurator.read_settings), so that
+# the model is the one train.py builds (bench='sample' / 'int8': unless init_from or out_dir gives one); vocab_size
+# None: the dataset's (see above). Every GPTConfig field is one of them.
+TRAIN = read_settings(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'))
+globals().update({k: TRAIN[k] for k in ('data_dir', 'dataset', 'batch_size', 'block_size', 'optim', 'seed', 'device',
+                                        'dtype', 'compile', 'compile_mode', 'device_peak_flops',
+                                        *(f.name for f in fields(GPTConfig)))})
 # train
 learning_rate = 1e-3
-optim = 'muon'  # as train.py: 'muon' or 'adamw'
 warmup_steps = 5  # untimed steps first (compilation, allocator warm-up)
 steps = 20
 profile = False  # then a few more steps under torch.profiler: a trace, the top kernels, time by category
@@ -88,21 +83,11 @@ top_k = 200
 # int8
 eval_iters = 20  # val batches of batch_size x block_size for the loss of each
 int8_rounds = 3  # sampling timed float, int8, float, int8, ...: the median of each
-# system
-seed = 1337
-device = None  # None: cuda, then mps, then cpu
-dtype = None  # None: bfloat16 on CUDA where supported, else float16; float32 off CUDA (model.device_setup)
-compile = None  # None: on for CUDA only (bench=sample: compiles the decode step)
-compile_mode = 'default'  # torch.compile's mode for the training step, as train.py
-device_peak_flops = None  # MFU's denominator; None: model.PEAK_FLOPS by device name and dtype
 # -----------------------------------------------------------------------------
-# training configs also set these; the benchmark has no use for them
-TRAIN_ONLY = ('eval_interval', 'log_interval', 'eval_only', 'gradient_accumulation_steps', 'max_iters', 'weight_decay',
-              'beta1', 'beta2', 'grad_clip', 'decay_lr', 'warmup_iters', 'lr_decay_iters', 'min_lr', 'backend',
-              'nan_policy', 'eval_at_start', 'compile_eval', 'ema_decay', 'wandb_log', 'wandb_project', 'wandb_run_name')
-config = configure(globals(), file_only_keys=TRAIN_ONLY)
+# training configs also set train.py's other keys (max_iters, ...): the benchmark reads them from files and skips them
+config = configure(globals(), file_only_keys=tuple(TRAIN))
 try:
-    config_b = parse_config(config, shlex.split(compare), TRAIN_ONLY) if compare else None
+    config_b = parse_config(config, shlex.split(compare), tuple(TRAIN)) if compare else None
 except ConfigError as e:
     sys.exit(f"error: --compare: {e}")
 if bench not in ('train', 'sample', 'int8'):
@@ -132,34 +117,20 @@ CATEGORIES = {
 def build(s):
     """The model train.py builds from settings s (bench='sample' or 'int8': s's pretrained weights, else s's checkpoint
     when s has an out_dir), on s's device: (model, device_setup's System, where the model came from)."""
-    try:
-        system = device_setup(s['device'], s['dtype'])
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    system = or_exit(device_setup, s['device'], s['dtype'])
     torch.manual_seed(s['seed'])
     if s['bench'] != 'train' and s['init_from'] not in ('scratch', 'resume'):
-        try:
-            model, source = GPT.from_checkpoint(hf.load(s['init_from'])), s['init_from']
-        except ValueError as e:
-            sys.exit(f"error: {e}")
+        model, source = GPT.from_checkpoint(or_exit(hf.load, s['init_from'])), s['init_from']
     elif s['bench'] != 'train' and s['out_dir']:
-        source = os.path.join(s['out_dir'], f"{s['ckpt']}.pt")
-        if not os.path.exists(source):
-            sys.exit(f"error: no checkpoint at {source}; train one first, or pass --out_dir='' to time a randomly "
-                     f"initialised model")
-        try:
-            model = GPT.from_checkpoint(load_checkpoint(source))
-        except ValueError as e:
-            sys.exit(f"error: {e}")
+        source = or_exit(find_checkpoint, s['out_dir'], s['ckpt'])
+        model = GPT.from_checkpoint(or_exit(load_checkpoint, source))
     else:
         dataset_vocab, source = dataset_vocab_size(os.path.join(s['data_dir'], s['dataset']))
         if dataset_vocab is None and s['vocab_size'] is None:
             sys.exit(f"error: no vocabulary size for dataset '{s['dataset']}': prepare it "
                      f"(python data/{s['dataset']}/prepare.py) or pass --vocab_size=N")
-        try:
-            model = GPT(GPTConfig(**model_config(s, dataset_vocab or s['vocab_size'], f"dataset '{s['dataset']}'")))
-        except ValueError as e:
-            sys.exit(f"error: {e}")
+        args = or_exit(model_config, s, dataset_vocab or s['vocab_size'], f"dataset '{s['dataset']}'")
+        model = GPT(GPTConfig(**args))
         source = f"random init, vocabulary from {source}" if s['vocab_size'] is None else "random init"
     print(f"model: {model.config} ({source})")
     return model.to(system.device), system, source
@@ -192,10 +163,9 @@ def train_setup(s):
     """Settings s ready to time: model, optimizer and batch, warmed up (a dict of what timing and reports use)."""
     model, system, _ = build(s)
     compiled = compiles(s, system.device_type)
-    optimizer = OPTIMIZERS[s['optim']](model, 0.1, s['learning_rate'], (0.9, 0.95), system.device_type)
+    optimizer = OPTIMIZERS[s['optim']](model, 0.1, s['learning_rate'], (0.9, 0.95), system.device_type,
+                                       compile=compiled)
     step_model = torch.compile(model, mode=s['compile_mode']) if compiled else model
-    if compiled and s['optim'] == 'muon':  # as train.py
-        optimizer.orthogonalize = torch.compile(newton_schulz, dynamic=False)
     X, Y = (torch.randint(model.config.vocab_size, (s['batch_size'], model.config.block_size), device=system.device)
             for _ in range(2))
 
@@ -343,7 +313,6 @@ elif bench == 'sample':
     compile = compiles(config, device_type)
     params = f"{model.get_num_params(non_embedding=False):,} params"
     model.eval()
-    decode = torch.compile(model.step, mode='reduce-overhead', fullgraph=True) if compile else None
     prompt = torch.zeros((1, 1), dtype=torch.long, device=device)
     batch = prompt.expand(num_samples, -1)
 
@@ -351,8 +320,10 @@ elif bench == 'sample':
         gen = torch.Generator(device=device).manual_seed(seed)
         with torch.no_grad(), ctx:
             if batched:
-                return model.generate(batch, n, temperature, top_k, kv_cache=kv_cache, generator=gen, decode=decode)
-            return [model.generate(prompt, n, temperature, top_k, kv_cache=kv_cache, generator=gen)
+                return model.generate(batch, n, temperature, top_k, kv_cache=kv_cache, generator=gen, compile=compile,
+                                      cache_dtype=getattr(torch, dtype))
+            return [model.generate(prompt, n, temperature, top_k, kv_cache=kv_cache, generator=gen,
+                                   cache_dtype=getattr(torch, dtype))
                     for _ in range(num_samples)]
 
     run(True, True, n=model.config.block_size + 8)  # warm-up: kernels, compilation of the decode step
@@ -373,11 +344,7 @@ else:  # int8 against float: size, val loss, sampling speed
     model, (device, device_type, dtype, ctx, device_name), source = build(config)
     compile = compiles(config, device_type)
     data_path = os.path.join(data_dir, dataset)
-    problem = dataset_problem(data_path)
-    if problem:
-        sys.exit(f"error: bench=int8 takes the val loss on dataset '{dataset}', which is not prepared in {data_path} "
-                 f"({problem}): python data/{dataset}/prepare.py")
-    meta = load_meta(data_path)
+    meta = or_exit(prepared_meta, data_path, dataset)  # the val loss is taken on the dataset's val split
     if meta['vocab_size'] > model.config.vocab_size:
         sys.exit(f"error: dataset '{dataset}' has {meta['vocab_size']:,} tokens, more than the model's "
                  f"{model.config.vocab_size:,}: pass the --dataset it was trained on")
@@ -405,14 +372,11 @@ else:  # int8 against float: size, val loss, sampling speed
           f"{nats['int8']:.4f} ({nats['int8'] - nats['float']:+.4f} nats)", flush=True)
 
     prompt = torch.zeros((num_samples, 1), dtype=torch.long, device=device)
-    decodes = {name: torch.compile(m.step, mode='reduce-overhead', fullgraph=True) if compile else None
-               for name, m in models.items()}
-
     def sample(name, n=max_new_tokens):
         gen = torch.Generator(device=device).manual_seed(seed)
         with torch.no_grad(), ctx:
             return models[name].generate(prompt, n, temperature, top_k, kv_cache=True, generator=gen,
-                                         decode=decodes[name])
+                                         compile=compile, cache_dtype=getattr(torch, dtype))
 
     for name in models:
         sample(name, n=T + 8)  # warm-up: kernels, compilation, the context-full path

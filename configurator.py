@@ -11,18 +11,19 @@ which reads `python script.py [config/x.py ...] [--key=value ...]`:
 - values are coerced to the type of the default (`--lr=1` is a float, `--compile=false` a bool,
   `--dataset=123` stays a string, a None default takes a python literal or else the string);
 - an unknown key or a value of the wrong type is one line naming the key and what was expected;
-- `--help` lists every key with its default.
+- `--help` lists every key with its default;
+- read_settings(script) gives another script's keys and defaults without running the rest of it.
 Config files are python and run with full rights: only use config files you trust.
 """
 import ast
 import difflib
 import os
-import re
-import subprocess
+import runpy
 import sys
 
 SIMPLE_TYPES = (bool, int, float, str, type(None))
 TRUE_WORDS, FALSE_WORDS = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
+SETTINGS_ONLY = '__settings__'  # the run_name under which read_settings runs a script
 
 
 class ConfigError(ValueError):
@@ -130,10 +131,23 @@ def parse_config(defaults, argv, file_only_keys=()):
     return config
 
 
-def script_defaults(script):
-    """Another script's keys and defaults, read from its --help (train.py cannot be imported: it trains)."""
-    out = subprocess.run([sys.executable, script, '--help'], capture_output=True, text=True, check=True).stdout
-    return {m[1]: ast.literal_eval(m[2]) for m in re.finditer(r'^  --(\w+) += (.*)$', out, re.M)}
+class SettingsRead(Exception):
+    """Raised by configure() in a script that read_settings runs: it carries the script's settings, and stops the script
+    before its setup."""
+
+    def __init__(self, defaults):
+        super().__init__('settings read')
+        self.defaults = defaults
+
+
+def read_settings(script):
+    """Another script's keys and their defaults (train.py's, for bench.py, ladder.py and the tests), without training:
+    the script runs in this process up to its configure(globals()) call, which hands back the settings and stops it."""
+    try:
+        runpy.run_path(script, run_name=SETTINGS_ONLY)
+    except SettingsRead as e:
+        return e.defaults
+    raise RuntimeError(f"{script} never called configure(globals())")
 
 
 def format_help(defaults, script):
@@ -145,8 +159,10 @@ def format_help(defaults, script):
 
 def configure(namespace, argv=None, file_only_keys=()):
     """Apply config files and --key=value overrides to a script's globals; exit with one line on error."""
-    argv = sys.argv[1:] if argv is None else argv
     defaults = {k: namespace[k] for k in config_keys(namespace)}
+    if namespace.get('__name__') == SETTINGS_ONLY:
+        raise SettingsRead(defaults)
+    argv = sys.argv[1:] if argv is None else argv
     if any(a in ('-h', '--help') for a in argv):
         print(format_help(defaults, os.path.basename(sys.argv[0])))
         sys.exit(0)

@@ -21,8 +21,9 @@ import os
 import sys
 
 import hf
+from common import find_checkpoint, load_checkpoint, or_exit, save_checkpoint
 from configurator import configure
-from model import GPT, load_checkpoint, quantize_int8, save_checkpoint
+from model import GPT, quantize_int8
 
 # -----------------------------------------------------------------------------
 out_dir = 'out'  # where train.py wrote its checkpoints
@@ -33,14 +34,8 @@ quantize = ''  # 'int8': write the int8 form (a mini-GPT checkpoint) instead of 
 configure(globals())
 if quantize not in ('', 'int8'):
     sys.exit(f"error: quantize must be '' (float) or 'int8', got '{quantize}'")
-path = os.path.join(out_dir, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
-if not os.path.exists(path):
-    sys.exit(f"error: no checkpoint at {path}; train one first (python train.py --out_dir={out_dir}) or name one with "
-             f"--ckpt=PATH")
-try:
-    checkpoint = load_checkpoint(path)
-except ValueError as e:
-    sys.exit(f"error: {e}")
+path = or_exit(find_checkpoint, out_dir, ckpt)
+checkpoint = or_exit(load_checkpoint, path)
 if checkpoint.get('quantize'):
     sys.exit(f"error: {path} is already {checkpoint['quantize']}; export the float checkpoint it came from")
 

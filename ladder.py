@@ -24,8 +24,9 @@ from queue import Queue
 
 from tqdm import tqdm
 
-from configurator import ConfigError, configure, parse_config, script_defaults, split_args
-from data.common import dataset_problem
+from common import pyplot
+from configurator import ConfigError, configure, parse_config, read_settings, split_args
+from data.common import dataset_error
 
 # -----------------------------------------------------------------------------
 rungs = ''  # comma list of config names under config/ladder/ ('08_residual,side/lr_1e-4'); '' = all of them,
@@ -160,11 +161,8 @@ def mean_curve(rung, seeds_done):
 def plot(rows):
     """bpb.png (val bpb per rung, mean ± std) and curves.png (mean val bpb vs tokens of the curves rungs), when
     matplotlib is installed (an optional dependency). Returns the files written."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return []
     names = [r for r in selected if any(row['rung'] == r for row in rows)]
     stats = {key: [mean_std([float(row[key]) for row in rows if row['rung'] == r]) for r in names]
@@ -217,7 +215,7 @@ if unknown:
 if seeds < 1 or evals < 1:
     sys.exit(f"error: seeds and evals must be >= 1, got seeds={seeds}, evals={evals}")
 extra = shlex.split(args)
-train_defaults = script_defaults(os.path.join(here, 'train.py'))
+train_defaults = read_settings(os.path.join(here, 'train.py'))
 taken = sorted({'seed', 'max_iters', 'eval_interval', 'eval_iters', 'out_dir', 'device'}
                & {k for k, _ in split_args(train_defaults, extra)[1]})
 if taken:
@@ -235,10 +233,9 @@ if short:
 missing = {}
 for r, s in settings.items():
     path = os.path.join(s['data_dir'], s['dataset'])
-    problem = dataset_problem(path)
+    problem = dataset_error(path, s['dataset'])
     if problem:
-        to = '' if os.path.abspath(path) == os.path.join(here, 'data', s['dataset']) else f" --out_dir {path}"
-        missing[path] = f"  python data/{s['dataset']}/prepare.py{to}    # {path}: {problem}"
+        missing[path] = '  ' + problem
 if missing:
     sys.exit("error: datasets to prepare first:\n" + '\n'.join(missing.values()))
 

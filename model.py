@@ -9,17 +9,13 @@ What forward does branch on is the kind of call, not the model: a plain forward 
 The ladder configs in config/ladder/ walk from a bigram model to a LLaMA-style transformer one flag at a time
 (the README's ladder table lists the rungs).
 """
-import inspect
 import math
-import os
-from contextlib import nullcontext
 from dataclasses import dataclass, fields
 from typing import NamedTuple, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.optim.adamw import adamw
 
 CHOICES = {
     'mixer': ('attn', 'mean', 'none', 'window', 'wavenet'),
@@ -459,6 +455,7 @@ class GPT(nn.Module):
         self.rope_at = RotaryTable(config.block_size, C // config.n_head, config.rope_theta) \
             if config.pos_emb == 'rope' else NoRotation()
         self.cache_shape = None  # (batch size, dtype) of the caches set up for generation
+        self.compiled_step = None  # decode_step(compile=True), once made
         self.register_buffer('causal_mask', None, persistent=False)  # (block_size, block_size) while caches are set up
         if config.init == 'gpt2':
             self.apply(self._init_weights)
@@ -541,22 +538,31 @@ class GPT(nn.Module):
         pos = Positions(self.rope_at(input_pos), input_pos, self.causal_mask[input_pos])
         return self.lm_head(self.trunk(idx, pos)[:, -1])
 
+    def decode_step(self, compile=False):
+        """The one-token decode step of generate: self.step, or (compile=True) its torch.compile'd form, made once and
+        kept (CUDA graphs, 'reduce-overhead': one replay per token; the caches' buffers stay put, so it stays valid)."""
+        if not compile:
+            return self.step
+        if self.compiled_step is None:
+            self.compiled_step = torch.compile(self.step, mode='reduce-overhead', fullgraph=True)
+        return self.compiled_step
+
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, top_p=None, kv_cache=False,
-                 on_token=None, generator=None, decode=None):
+                 on_token=None, generator=None, compile=False, cache_dtype=None):
         """Sample max_new_tokens after idx (B, T).
         kv_cache=False is the plain reference: the whole context through the model for every new token.
-        kv_cache=True prefills the context once, then decodes one token at a time from the cache (every mixer has one).
-        Both see the same context: up to block_size tokens; once that is full, the newest half is kept (and
-        prefilled again). decode may be a compiled self.step. on_token(next (B, 1), probs (B, V)) sees each new token
-        and may return True to stop early."""
+        kv_cache=True prefills the context once, then decodes one token at a time from the cache (every mixer has one),
+        kept in cache_dtype: the dtype the forward computes in (autocast's: bfloat16, float16), None for the weights'.
+        compile=True decodes through the compiled step (decode_step). Both see the same context: up to block_size
+        tokens; once that is full, the newest half is kept (and prefilled again). on_token(next (B, 1), probs (B, V))
+        sees each new token and may return True to stop early."""
         block_size = self.config.block_size
         start = max(0, idx.size(1) - block_size)  # where the context begins
         cached = 0  # how many tokens of the context are in the KV cache
         if kv_cache:
-            autocast = torch.is_autocast_enabled(idx.device.type)
-            self.setup_cache(idx.size(0), torch.get_autocast_dtype(idx.device.type) if autocast else None)
-        decode = decode or self.step
+            self.setup_cache(idx.size(0), cache_dtype)
+        decode = self.decode_step(compile)
         for _ in range(max_new_tokens):
             if idx.size(1) - start > block_size:  # the context is full: keep the newest half
                 start, cached = idx.size(1) - block_size // 2, 0
@@ -576,28 +582,6 @@ class GPT(nn.Module):
                 break  # the caller has what it wants (every sample reached <|endoftext|>, say)
         return idx
 
-    def configure_optimizers(self, weight_decay, learning_rate, betas, device_type):
-        # decay 2-D weights (matmuls, embeddings); never biases and norm gains
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {'params': [p for p in params if p.dim() >= 2], 'weight_decay': weight_decay},
-            {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0},
-        ]
-        fused = device_type == 'cuda' and 'fused' in inspect.signature(torch.optim.AdamW).parameters
-        return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
-
-    def configure_muon(self, weight_decay, learning_rate, betas, device_type):
-        # Muon for the matrices inside the blocks (attention, feed-forward, mixer projections); AdamW, with the groups
-        # of configure_optimizers, for the rest: embeddings, the output layer (decayed), norm gains and biases (not)
-        inside = {id(p) for p in self.blocks.parameters() if p.dim() == 2}
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {'params': [p for p in params if id(p) in inside], 'use_muon': True, 'weight_decay': weight_decay},
-            {'params': [p for p in params if id(p) not in inside and p.dim() >= 2], 'weight_decay': weight_decay},
-            {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0},
-        ]
-        return Muon([g for g in groups if g['params']], lr=learning_rate, betas=betas, fused=device_type == 'cuda')
-
     def flops_per_token(self):
         """Training FLOPs per token of a block_size sequence (PaLM, Chowdhery et al. 2022, appendix B): 6N, N =
         get_num_params() (2 per weight forward, 4 backward: the output layer once, embedding lookups never), plus
@@ -609,6 +593,49 @@ class GPT(nn.Module):
         """Model FLOPs utilisation: the training FLOP/s of tokens_per_sec tokens a second on ONE device (under DDP,
         the total divided by the number of processes), as a fraction of that device's peak; None if it is unknown."""
         return None if not peak else self.flops_per_token() * tokens_per_sec / peak
+
+
+# ----------------------------------------------------------------------------- sampling, evaluation, loading
+def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Next tokens (B, 1) from last-position logits (B, V), and the distribution they were drawn from.
+    temperature 0 is greedy; top_k keeps the k likeliest tokens; top_p keeps the smallest set of likeliest
+    tokens whose probabilities add up to at least p (nucleus sampling, Holtzman et al. 2019)."""
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True), F.softmax(logits, dim=-1)
+    logits = logits / temperature
+    if top_k is not None:
+        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
+        logits = logits.masked_fill(logits < v[:, [-1]], float('-inf'))
+    if top_p is not None:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        sorted_probs = F.softmax(sorted_logits, dim=-1)
+        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p  # the mass before this token already reaches p
+        logits = logits.masked_fill(outside.scatter(-1, order, outside), float('-inf'))
+    probs = F.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator), probs
+
+
+def eval_sums(logits, targets, token_bytes):
+    """Sums over one batch, python floats: (nats, correct next tokens, tokens, nats of the tokens that have text,
+    their UTF-8 bytes). Over an eval: loss = nats / tokens (per token), accuracy = correct / tokens, and bits per
+    byte = text nats / ln 2 / bytes, on which char and BPE models compare; tokens without text (token_bytes 0, as
+    <|endoftext|>) are left out of it, as nanochat's evaluation does. logits (B, T, V), targets (B, T)."""
+    nats = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction='none')  # (B*T,)
+    nbytes = token_bytes[targets.flatten()]
+    sums = torch.stack([nats.sum(), (logits.argmax(-1) == targets).sum(), (nats * (nbytes > 0)).sum(), nbytes.sum()])
+    nats_sum, correct, text_nats, text_bytes = sums.tolist()
+    return nats_sum, correct, targets.numel(), text_nats, text_bytes
+
+
+def clean_state_dict(state_dict):
+    """Strip the prefixes torch.compile ('_orig_mod.') and DDP ('module.') add, so any checkpoint loads anywhere."""
+    clean = {}
+    for k, v in state_dict.items():
+        while k.startswith(('_orig_mod.', 'module.')):
+            k = k.split('.', 1)[1]
+        clean[k] = v
+    return clean
 
 
 # ----------------------------------------------------------------------------- int8 weights
@@ -648,347 +675,3 @@ def quantize_int8(model):
             if isinstance(child, nn.Linear) and child is not keep:
                 setattr(module, name, Int8Linear(child))
     return model
-
-
-# ----------------------------------------------------------------------------- optimizers
-def newton_schulz(G, steps=5, eps=1e-7):
-    """The nearest semi-orthogonal matrix to G (U V^T of its SVD), roughly: Muon's quintic Newton-Schulz iteration
-    (Jordan 2024). Normalise so that every singular value is <= 1, then `steps` times X <- aX + b(XX^T)X + c(XX^T)^2 X,
-    coefficients that pull every singular value into ~[0.7, 1.2] fast rather than exactly onto 1. A tall matrix is
-    transposed first (XX^T is then the small side). bfloat16 on CUDA (Muon's choice); float32 elsewhere, since a CPU
-    without bfloat16 units is ~15x slower in it. G (..., rows, cols): a batch of matrices works too.
-    On a CPU a matrix at least 1.5 times as wide as tall (after the transpose) runs the same iteration on its small
-    side: each step multiplies X by Q = aI + bA + cA^2, a polynomial in A = XX^T, so A <- QAQ and X_5 = Q_4...Q_0 X_0
-    need r x r products only (r = the short side) and one r x c product at each end: for 128 x 512, 44% fewer FLOPs,
-    the same result to ~1e-5."""
-    a, b, c = 3.4445, -4.7750, 2.0315
-    X = (G.bfloat16() if G.is_cuda else G.float()).reshape(-1, *G.shape[-2:])  # (batch, rows, cols)
-    tall = X.size(-2) > X.size(-1)
-    if tall:
-        X = X.mT
-    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
-    if X.is_cuda or 2 * X.size(-1) < 3 * X.size(-2):
-        for _ in range(steps):
-            A = X @ X.mT
-            B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A A in one call (~30% faster on a CPU than apart)
-            X = torch.baddbmm(X, B, X, beta=a)  # a X + B X
-    else:
-        A, M = X @ X.mT, None  # (batch, r, r)
-        for k in range(steps):
-            Q = torch.baddbmm(A, A, A, beta=b, alpha=c)
-            Q.diagonal(dim1=-2, dim2=-1).add_(a)  # Q = aI + bA + cA^2
-            M = Q if M is None else Q @ M  # Q_k ... Q_0
-            if k < steps - 1:
-                A = Q @ A @ Q  # the next X X^T
-        X = M @ X
-    if tall:
-        X = X.mT
-    return X.reshape(G.shape).to(G.dtype)
-
-
-class Muon(torch.optim.Optimizer):
-    """Muon (Jordan 2024, "Muon: An optimizer for hidden layers in neural networks") for the groups with use_muon=True,
-    AdamW for the others, in one optimizer: one state_dict for checkpoints, and every group's lr set by the schedule.
-
-    use_muon=True (2-D matrices): m <- momentum m + g, the update u = g + momentum m (Nesterov) or m, orthogonalised,
-    O = newton_schulz(u), then p <- p (1 - lr wd) - lr 0.2 sqrt(max(rows, cols)) O. O has singular values ~1, so its
-    RMS is ~1/sqrt(max(rows, cols)); the factor gives the update the RMS of a typical AdamW update, 0.2 (Liu et al.
-    2025, "Muon is Scalable for LLM Training"), so that AdamW's learning_rate and weight_decay apply unchanged.
-    use_muon=False: AdamW (Loshchilov & Hutter 2019) with betas, eps, weight_decay, as torch.optim.AdamW computes it.
-    Under DDP each process orthogonalises the same all-reduced gradient: nothing to add. Under FSDP2 a process holds
-    only a shard of each matrix (a DTensor), and orthogonalising a shard is not orthogonalising the matrix: every
-    process gathers each whole update, orthogonalises it (the same work as under DDP), and applies its own shard."""
-
-    def __init__(self, params, lr=1e-3, weight_decay=0.0, momentum=0.95, nesterov=True, ns_steps=5,
-                 betas=(0.9, 0.999), eps=1e-8, fused=False):
-        # fused: the AdamW groups in one CUDA kernel (load_state_dict then keeps their step counts on the device)
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
-                        betas=betas, eps=eps, use_muon=False, fused=fused)
-        super().__init__(params, defaults)
-        self.orthogonalize = newton_schulz  # train.py swaps in torch.compile(newton_schulz): fewer kernel launches
-        for group in self.param_groups:
-            if group['use_muon'] and any(p.dim() != 2 for p in group['params']):
-                raise ValueError("Muon: a use_muon group takes 2-D matrices only")
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group['params'] if p.grad is not None]  # none after a skipped (non-finite) step
-            if params:
-                (self._muon if group['use_muon'] else self._adamw)(group, params)
-        return loss
-
-    def _muon(self, group, params):
-        lr, wd, momentum = group['lr'], group['weight_decay'], group['momentum']
-        grads = [p.grad for p in params]
-        bufs = [self.state[p].setdefault('momentum_buffer', torch.zeros_like(p)) for p in params]
-        torch._foreach_mul_(bufs, momentum)  # foreach: one kernel launch for all the matrices, not one each
-        torch._foreach_add_(bufs, grads)
-        updates = torch._foreach_add(grads, bufs, alpha=momentum) if group['nesterov'] else bufs
-        torch._foreach_mul_(params, 1 - lr * wd)
-        by_shape = {}  # matrices of one shape, tall ones transposed (wide), are orthogonalised in one batched call
-        for p, u in zip(params, updates):
-            by_shape.setdefault(tuple(sorted(p.shape)), []).append((p, u))
-        for shape, pairs in by_shape.items():
-            ps, us = zip(*pairs)
-            wide = [full_tensor(u) if u.size(0) <= u.size(1) else full_tensor(u).mT for u in us]  # (short, long) each
-            orth = self.orthogonalize(torch.stack(wide), group['ns_steps']).unbind(0)  # (n, short, long)
-            orth = [shard_like(o if p.size(0) <= p.size(1) else o.mT, p) for o, p in zip(orth, ps)]
-            torch._foreach_add_(list(ps), orth, alpha=-lr * 0.2 * math.sqrt(max(shape)))
-
-    def _adamw(self, group, params):
-        for p in params:
-            if not self.state[p]:
-                self.state[p].update(step=torch.zeros((), device=p.device), exp_avg=torch.zeros_like(p),
-                                     exp_avg_sq=torch.zeros_like(p))
-        state = [self.state[p] for p in params]
-        beta1, beta2 = group['betas']
-        adamw(  # torch.optim.AdamW's own update; fused into one kernel on CUDA
-            params, [p.grad for p in params], [s['exp_avg'] for s in state], [s['exp_avg_sq'] for s in state], [],
-            [s['step'] for s in state], fused=group['fused'], foreach=False, amsgrad=False, beta1=beta1, beta2=beta2,
-            lr=group['lr'], weight_decay=group['weight_decay'], eps=group['eps'], maximize=False)
-
-
-OPTIMIZERS = {'adamw': GPT.configure_optimizers, 'muon': GPT.configure_muon}  # train.py's optim key
-
-
-def is_dtensor(t):
-    """An FSDP2 shard: a torch.distributed.tensor.DTensor (not imported here: a slow import that only FSDP needs)."""
-    return hasattr(t, 'device_mesh')
-
-
-def full_tensor(t):
-    """The whole tensor of an FSDP2 shard (gathering it is a collective: every process calls this), else t itself."""
-    return t.full_tensor() if is_dtensor(t) else t
-
-
-def shard_like(t, p):
-    """A whole tensor t as p is held: p's own shard of it when p is an FSDP2 shard (every process has the same t, so
-    each keeps its part: no communication), else t itself."""
-    if not is_dtensor(p):
-        return t
-    from torch.distributed.tensor import distribute_tensor
-    return distribute_tensor(t, p.device_mesh, p.placements, src_data_rank=None)
-
-
-def sample_logits(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    """Next tokens (B, 1) from last-position logits (B, V), and the distribution they were drawn from.
-    temperature 0 is greedy; top_k keeps the k likeliest tokens; top_p keeps the smallest set of likeliest
-    tokens whose probabilities add up to at least p (nucleus sampling, Holtzman et al. 2019)."""
-    logits = logits.float()
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True), F.softmax(logits, dim=-1)
-    logits = logits / temperature
-    if top_k is not None:
-        v, _ = torch.topk(logits, min(top_k, logits.size(-1)))
-        logits = logits.masked_fill(logits < v[:, [-1]], float('-inf'))
-    if top_p is not None:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        sorted_probs = F.softmax(sorted_logits, dim=-1)
-        outside = sorted_probs.cumsum(dim=-1) - sorted_probs >= top_p  # the mass before this token already reaches p
-        logits = logits.masked_fill(outside.scatter(-1, order, outside), float('-inf'))
-    probs = F.softmax(logits, dim=-1)
-    return torch.multinomial(probs, num_samples=1, generator=generator), probs
-
-
-def trace_model(model, idx, targets):
-    """One forward and backward pass of idx (B, T) through the real model, watched by hooks: a line per stage (its
-    tensor's shape and what it does), then gradient norms per parameter group. Returns the lines (train.py --trace).
-    Attention runs through manual_attention for the pass, so that its scores and probabilities can be shown."""
-    B, T = idx.shape
-    lines, hooks = [f"{'ids':<22} {str((B, T)):<18} token ids: {B} sequences of {T}"], []
-    what = {
-        LayerNorm: 'LayerNorm: mean 0, variance 1 per vector, then a learned gain',
-        RMSNorm: 'RMSNorm: divided by the root mean square, then a learned gain',
-        CausalMean: 'the mean of positions 0..t: a bag of words',
-        WindowMLP: 'the last positions side by side, projected',
-        WaveNetPair: 'fused with the position 2**layer earlier',
-        MLP: 'feed-forward: per position, up, nonlinearity, down',
-        SwiGLU: 'feed-forward: silu(x W1) * (x W3), then W2',
-    }
-
-    def show(label, note=None):
-        def hook(module, inputs, output):
-            out = output[0] if isinstance(output, tuple) else output
-            if isinstance(module, CausalSelfAttention):
-                probs = module.probs  # (B, nh, T, T)
-                lines.append(f"{label + ' scores':<22} {str(tuple(probs.shape)):<18} q k^T / sqrt({module.head_dim}): "
-                             f"how much each position attends to each other one")
-                lines.append(f"{label + ' mask':<22} {str((T, T)):<18} causal: position t sees 0..t "
-                             f"({T * (T + 1) // 2} of {T * T} pairs), the rest -inf")
-                lines.append(f"{label + ' softmax':<22} {str(tuple(probs.shape)):<18} each row sums to 1; "
-                             f"the output: these weights times v, heads side by side")
-            shape = tuple(out.shape) if torch.is_tensor(out) else '-'
-            lines.append(f"{label:<22} {str(shape):<18} {note or what.get(type(module), type(module).__name__)}")
-        return hook
-
-    def show_qkv(attn, label):
-        def hook(module, inputs, output):
-            for name, heads in (('q', attn.n_head), ('k', attn.n_kv_head), ('v', attn.n_kv_head)):
-                lines.append(f"{label + ' ' + name:<22} {str((B, heads, T, attn.head_dim)):<18} "
-                             f"{heads} heads of {attn.head_dim}" + (', rotated by position (RoPE)' if name != 'v' and
-                                                                  isinstance(model.rope_at, RotaryTable) else ''))
-        return hook
-
-    tied = ' (tied: also the output layer)' if model.wte.weight is model.lm_head.weight else ''
-    watch = [(model.wte, 'wte', 'token embedding: a learned vector per token id' + tied)]
-    if isinstance(model.wpe, nn.Embedding):
-        watch.append((model.wpe, 'wpe', 'position embedding: a learned vector per position, added to wte'))
-    elif isinstance(model.wpe, Sinusoidal):
-        watch.append((model.wpe, 'wpe', 'position embedding: fixed sin/cos vectors per position, added to wte'))
-    for i, block in enumerate(model.blocks):
-        for name in ('norm_1', 'mixer', 'norm_2', 'ffn'):
-            module = getattr(block, name)
-            if module is not None and not isinstance(module, nn.Identity):
-                label = 'attn' if isinstance(module, CausalSelfAttention) else name
-                note = 'attention output, projected back (c_proj)' if label == 'attn' else None
-                watch.append((module, f"block {i} {label}", note))
-        if isinstance(block.mixer, CausalSelfAttention):
-            hooks.append(block.mixer.c_attn.register_forward_hook(show_qkv(block.mixer, f"block {i} attn")))
-    watch += [(model.ln_f, 'ln_f', None), (model.lm_head, 'lm_head', 'logits: a score for every token of the vocab')]
-    hooks += [m.register_forward_hook(show(label, note)) for m, label, note in watch if not isinstance(m, nn.Identity)]
-    attns = [m for m in model.mixers() if isinstance(m, CausalSelfAttention)]
-    for a in attns:
-        a.attend, a.keep_probs = manual_attention, True
-    try:
-        model.zero_grad(set_to_none=True)
-        _, loss = model(idx, targets)
-        lines.append(f"{'loss':<22} {'()':<18} cross-entropy {loss.item():.4f} nats (a uniform guess: ln "
-                     f"{model.config.vocab_size} = {math.log(model.config.vocab_size):.4f})")
-        loss.backward()
-    finally:
-        for h in hooks:
-            h.remove()
-        for a in attns:
-            a.attend, a.keep_probs, a.probs = ATTENTION[model.config.attn_impl], False, None
-    lines.append(f"{'gradients':<22} {'params':>10} {'|grad|':>10} {'|weight|':>10} {'|grad|/|weight|':>16}")
-    sublayer = lambda name: '.'.join(name.split('.')[:3 if name.startswith('blocks.') else 1])  # noqa: E731
-    for key, (n, g, w) in param_norms(model, sublayer).items():
-        lines.append(f"{key:<22} {n:>10,} {g:>10.4f} {w:>10.4f} {g / max(w, 1e-12):>16.2e}")
-    model.zero_grad(set_to_none=True)
-    return lines
-
-
-def param_norms(model, group):
-    """{group: (parameters, gradient norm, weight norm)}, group(name) naming the group of each of
-    model.named_parameters() (tied weights count once), in the order they come; one host-device sync. Under FSDP2
-    the shards are gathered: a collective, every process calls it."""
-    groups = {}
-    for name, p in model.named_parameters():
-        groups.setdefault(group(name), []).append(p)
-    zero = torch.zeros((), device=next(model.parameters()).device)
-    norms = torch.stack([torch.stack([
-        torch.stack([full_tensor(p.grad).float().norm() for p in ps if p.grad is not None] or [zero]).norm(),
-        torch.stack([full_tensor(p.detach()).float().norm() for p in ps]).norm()]) for ps in groups.values()]).tolist()
-    return {key: (sum(p.numel() for p in ps), g, w) for (key, ps), (g, w) in zip(groups.items(), norms)}
-
-
-def eval_sums(logits, targets, token_bytes):
-    """Sums over one batch, python floats: (nats, correct next tokens, tokens, nats of the tokens that have text,
-    their UTF-8 bytes). Over an eval: loss = nats / tokens (per token), accuracy = correct / tokens, and bits per
-    byte = text nats / ln 2 / bytes, on which char and BPE models compare; tokens without text (token_bytes 0, as
-    <|endoftext|>) are left out of it, as nanochat's evaluation does. logits (B, T, V), targets (B, T)."""
-    nats = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction='none')  # (B*T,)
-    nbytes = token_bytes[targets.flatten()]
-    sums = torch.stack([nats.sum(), (logits.argmax(-1) == targets).sum(), (nats * (nbytes > 0)).sum(), nbytes.sum()])
-    nats_sum, correct, text_nats, text_bytes = sums.tolist()
-    return nats_sum, correct, targets.numel(), text_nats, text_bytes
-
-
-def clean_state_dict(state_dict):
-    """Strip the prefixes torch.compile ('_orig_mod.') and DDP ('module.') add, so any checkpoint loads anywhere."""
-    clean = {}
-    for k, v in state_dict.items():
-        while k.startswith(('_orig_mod.', 'module.')):
-            k = k.split('.', 1)[1]
-        clean[k] = v
-    return clean
-
-
-def save_checkpoint(obj, path):
-    """torch.save to path.tmp, flushed to disk, then renamed over path: a crash or a failed write at any point
-    leaves the previous file whole (the rename is atomic), and no temporary file behind when the write fails."""
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def load_checkpoint(path):
-    """A checkpoint written by save_checkpoint, loaded with weights_only=True: tensors and plain python values only,
-    so a downloaded file cannot run code. A truncated, corrupt or unsafe file is a ValueError saying so, which also
-    names the other checkpoints beside it (a good best.pt after a damaged last.pt, say)."""
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # EOFError, RuntimeError (zip), OSError, UnpicklingError, KeyError, ...: torch says which
-        folder, name = os.path.split(os.path.abspath(path))
-        others = sorted(f for f in os.listdir(folder) if f.endswith('.pt') and f != name)
-        if 'Unsupported global' in str(e):  # weights_only refused to import a class or function
-            why = "it holds python objects other than tensors and plain values, which could run code; refused"
-        else:
-            why = f"truncated or corrupt: torch.load raised {type(e).__name__}"
-        hint = f"; other checkpoints beside it: {', '.join(others)}" if others else ""
-        raise ValueError(f"{path} is not a readable checkpoint ({why}){hint}") from None
-    if not isinstance(ckpt, dict) or not {'model', 'model_args'} <= ckpt.keys():
-        raise ValueError(f"{path} is not a mini-GPT checkpoint (no 'model' and 'model_args' entries)")
-    return ckpt
-
-
-# ----------------------------------------------------------------------------- devices
-# dense tensor-core peak FLOP/s from NVIDIA's datasheets (their sparsity figures halved): (a part of the name
-# torch.cuda.get_device_name() gives, bf16 / fp16, tf32). Matched in this order: NVL and PCIe before the SXM parts.
-PEAK_FLOPS = [
-    ('H100 NVL', 835e12, 418e12),
-    ('H100 PCIe', 756e12, 378e12),
-    ('H100', 989e12, 495e12),
-    ('H200 NVL', 835e12, 418e12),
-    ('H200', 989e12, 495e12),
-    ('A100', 312e12, 156e12),
-]
-
-
-def peak_flops(device_name, dtype):
-    """The device's dense peak for matmuls in dtype ('float32' runs on TF32 tensor cores: device_setup enables
-    them); None for devices not in PEAK_FLOPS (CPUs among them)."""
-    for key, half, tf32 in PEAK_FLOPS:
-        if key in device_name:
-            return tf32 if dtype == 'float32' else half
-    return None
-
-
-class System(NamedTuple):
-    device: str  # 'cpu', 'cuda', 'cuda:1', 'mps'
-    device_type: str  # 'cpu', 'cuda' or 'mps'
-    dtype: str  # 'float32', 'bfloat16' or 'float16'
-    ctx: object  # the autocast context for forward passes (a no-op in float32)
-    name: str  # torch.cuda.get_device_name() on CUDA, else the device type
-
-
-def device_setup(device=None, dtype=None):
-    """The one rule of train.py, sample.py and bench.py. device None: cuda, then mps, then cpu. dtype None: bfloat16
-    on CUDA where supported, else float16 (train.py adds a GradScaler); float32 elsewhere. float32 matmuls on CUDA
-    use TF32 tensor cores. A dtype other than these three is a ValueError."""
-    if device is None:
-        device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
-    device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
-    if dtype is None:
-        dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device_type == 'cuda' else 'float32'
-    ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}.get(dtype)
-    if ptdtype is None:
-        raise ValueError(f"dtype must be float32, bfloat16 or float16, got '{dtype}'")
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
-    name = torch.cuda.get_device_name(device) if device_type == 'cuda' else device_type
-    return System(device, device_type, dtype, ctx, name)

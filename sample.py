@@ -21,9 +21,10 @@ import sys
 import torch
 
 import hf
+from common import device_setup, find_checkpoint, load_checkpoint, or_exit, pyplot
 from configurator import configure
 from data.common import Tokenizer, read_text
-from model import GPT, device_setup, load_checkpoint, quantize_int8
+from model import GPT, quantize_int8
 
 # -----------------------------------------------------------------------------
 init_from = 'resume'  # 'resume': a checkpoint of train.py (out_dir, ckpt); or pretrained weights: a GPT-2 name
@@ -43,7 +44,7 @@ show_probs = False  # print the top-5 candidates and their probabilities for eve
 attention = ''  # save the prompt's attention maps per layer and head to this .png (ASCII when matplotlib is missing)
 seed = 1337
 device = None  # None: cuda, then mps, then cpu
-dtype = None  # None: bfloat16 on CUDA where supported, else float16; float32 off CUDA (model.device_setup)
+dtype = None  # None: bfloat16 on CUDA where supported, else float16; float32 off CUDA (common.device_setup)
 compile = False  # torch.compile the one-token decode step (CUDA)
 # -----------------------------------------------------------------------------
 configure(globals())
@@ -57,10 +58,7 @@ if num_samples < 1 or max_new_tokens < 0:
     sys.exit("error: num_samples must be >= 1 and max_new_tokens >= 0")
 if quantize not in ('', 'int8'):
     sys.exit(f"error: quantize must be '' (float) or 'int8', got '{quantize}'")
-try:
-    device, device_type, dtype, ctx, _ = device_setup(device, dtype)
-except ValueError as e:
-    sys.exit(f"error: {e}")
+device, device_type, dtype, ctx, _ = or_exit(device_setup, device, dtype)
 torch.manual_seed(seed)
 
 
@@ -82,20 +80,14 @@ def checkpoint_path():
                      "one with --out_dir")
         print(f"note: sampling from {os.path.join(folder, f'{ckpt}.pt')}, the most recently trained here "
               f"(--out_dir to choose another)", file=sys.stderr)
-    path = os.path.join(folder, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
-    if not os.path.exists(path):
-        sys.exit(f"error: no checkpoint at {path}; train one first: python train.py --out_dir={folder}")
-    return path
+    return or_exit(find_checkpoint, folder, ckpt)
 
 
-try:
-    if init_from == 'resume':
-        checkpoint = load_checkpoint(checkpoint_path())
-    else:  # pretrained weights, through transformers
-        checkpoint = hf.load(init_from)
-        checkpoint['tokenizer'] = hf.tokenizer_of(checkpoint)
-except ValueError as e:
-    sys.exit(f"error: {e}")
+if init_from == 'resume':
+    checkpoint = or_exit(load_checkpoint, checkpoint_path())
+else:  # pretrained weights, through transformers
+    checkpoint = or_exit(hf.load, init_from)
+    checkpoint['tokenizer'] = or_exit(hf.tokenizer_of, checkpoint)
 # the manual attention path can hand back its probabilities for --attention
 model = GPT.from_checkpoint(checkpoint, **({'attn_impl': 'manual'} if attention else {}))
 if quantize:
@@ -146,11 +138,8 @@ def attention_maps(path):
         model(x[:, -model.config.block_size:])
     maps = [a.probs[0].float().cpu() for a in attns]  # per layer (nh, T, T)
     labels = [tok.decode([i]) for i in start_ids[-model.config.block_size:]]
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         shades = ' .:-=+*#%@'
         print(f"matplotlib is not installed: ASCII maps instead (rows attend to columns; '{shades[-1]}' = 1)")
         for layer, m in enumerate(maps):
@@ -177,9 +166,6 @@ if attention:
     attention_maps(attention)
     sys.exit(0)
 
-decode = None
-if compile and kv_cache:
-    decode = torch.compile(model.step, mode='reduce-overhead', fullgraph=True)
 stream = num_samples == 1 and not show_probs
 done = torch.zeros(num_samples, dtype=torch.bool, device=device)  # which samples reached <|endoftext|>
 streamed_ids, streamed_text = [], ''
@@ -209,7 +195,7 @@ if stream:
 with torch.no_grad(), ctx:
     y = model.generate(x.expand(num_samples, -1), max_new_tokens, temperature=temperature, top_k=top_k or None,
                        top_p=top_p if top_p < 1 else None, kv_cache=kv_cache, on_token=on_token,
-                       generator=generator, decode=decode)
+                       generator=generator, compile=compile, cache_dtype=getattr(torch, dtype))
 if stream:
     print()
 else:

@@ -7,13 +7,15 @@ Train a mini-GPT, on one CPU, one GPU, or many processes (DDP, or FSDP2 with --p
     torchrun --standalone --nproc_per_node=4 train.py config/train_shakespeare_char.py
     torchrun --nnodes=2 --node_rank=0 --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=8 train.py ...
 
-Every global below is a config key: config files (python) and --key=value overrides set them.
+It reads top to bottom: the settings (every global below is a config key: config files, which are python, and
+--key=value overrides set them), the setup (device, processes, data, model, optimizer), the state of the run, the
+helpers that use it, then the training loop.
 """
 import time
 
 t_launch = time.time()  # the eval lines' wall time counts from here: imports, compilation and evals included
-import csv  # noqa: E402 (the imports below count)
-import contextlib
+import contextlib  # noqa: E402 (the imports below count)
+import csv
 import gc
 import math
 import os
@@ -22,6 +24,7 @@ import shutil
 import signal
 import sys
 from dataclasses import fields
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -30,11 +33,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import hf
+from common import append_csv, device_setup, load_checkpoint, or_exit, peak_flops, pyplot, save_checkpoint
 from configurator import configure, split_args
-from data.common import Tokenizer, dataset_problem, load_meta
-from model import (GPT, OPTIMIZERS, GPTConfig, clean_state_dict, device_setup, eval_sums, full_tensor, load_checkpoint,
-                   is_dtensor, model_config, newton_schulz, param_norms, peak_flops, save_checkpoint, shard_like,
-                   trace_model)
+from data.common import Tokenizer, prepared_meta
+from model import GPT, GPTConfig, clean_state_dict, eval_sums, model_config
+from optim import EMA, OPTIMIZERS, lr_at
+from parallel import agree, full_tensor, load_optimizer_state, model_state, optimizer_state, shard, split_batch
+from dataflow import param_norms, trace_model
 
 # -----------------------------------------------------------------------------
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
@@ -93,7 +98,7 @@ compile_mode = 'default'  # torch.compile's mode: 'max-autotune' tries more kern
 backend = 'nccl'  # torch.distributed backend on CUDA ('gloo' is used on CPU)
 parallel = 'ddp'  # several processes: 'ddp' (each holds the whole model) or 'fsdp' (FSDP2: each holds a shard of
 # every weight, gradient and optimizer state: models past one GPU's memory); one process: no effect
-device_peak_flops = None  # MFU's denominator for one device; None: model.PEAK_FLOPS by device name and dtype
+device_peak_flops = None  # MFU's denominator for one device; None: common.PEAK_FLOPS by device name and dtype
 trace = False  # one forward and backward pass of a tiny batch, printed stage by stage (shapes, gradients); then exit
 grad_norms = False  # at every log line, each block's gradient norm (before clipping) to out_dir/grad_norms.csv
 # experiment tracking (nanoGPT's keys): evals.csv is always written; with wandb_log each of its rows goes to wandb too
@@ -106,7 +111,7 @@ config_files, config_overrides = split_args(config, sys.argv[1:])
 config_name = '+'.join(os.path.basename(f) for f in config_files) or 'default'
 overrides = ' '.join(f"--{k}={v}" for k, v in config_overrides)
 # -----------------------------------------------------------------------------
-# setup
+# setup: checks, the device, the processes
 if nan_policy not in ('stop', 'skip'):
     sys.exit(f"error: nan_policy must be 'stop' or 'skip', got '{nan_policy}'")
 if optim not in OPTIMIZERS:
@@ -114,10 +119,7 @@ if optim not in OPTIMIZERS:
 if parallel not in ('ddp', 'fsdp'):
     sys.exit(f"error: parallel must be 'ddp' or 'fsdp', got '{parallel}'")
 lr_decay_iters = max_iters if lr_decay_iters is None else lr_decay_iters
-try:
-    device, device_type, dtype, ctx, device_name = device_setup(device, dtype)
-except ValueError as e:
-    sys.exit(f"error: {e}")
+device, device_type, dtype, ctx, device_name = or_exit(device_setup, device, dtype)
 distributed = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun? (rank: over every machine; local: this one)
 rank, local_rank, world_size, local_world_size = (int(os.environ[k]) for k in (
     'RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE')) if distributed else (0, 0, 1, 1)
@@ -129,20 +131,7 @@ if wandb_log and master_process:  # now, not after training
         sys.exit("error: wandb_log=True needs wandb: pip install wandb (or --wandb_log=False: evals.csv is written "
                  "either way)")
 fsdp = distributed and parallel == 'fsdp'  # with one process there is nothing to shard
-
-
-def split_batch(accum, batch, n):
-    """The batch rule: an optimizer step takes accum x batch sequences (the config's), whatever the number of
-    processes n. Each process takes 1/n of them, in micro-batches of at most batch sequences (the largest size that
-    divides its share). Returns (micro-steps, micro-batch) per process; None if the sequences do not divide by n."""
-    share, rest = divmod(accum * batch, n)
-    if rest:
-        return None
-    micro = max(b for b in range(1, min(batch, share) + 1) if share % b == 0)
-    return share // micro, micro
-
-
-split = split_batch(gradient_accumulation_steps, batch_size, world_size)
+split = split_batch(gradient_accumulation_steps, batch_size, world_size)  # parallel.py: the batch rule
 if split is None:
     total = gradient_accumulation_steps * batch_size
     fits = [n for n in range(1, total + 1) if total % n == 0]
@@ -167,18 +156,7 @@ torch.manual_seed(seed)  # the initial weights: the same on every process (DDP b
 
 # data: train.bin / val.bin are flat memmaps of token ids written by data/<dataset>/prepare.py
 data_path = os.path.join(data_dir, dataset)
-problem = dataset_problem(data_path)
-if problem:
-    scripts = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
-    script = os.path.join(scripts, dataset, 'prepare.py')
-    if not os.path.exists(script):
-        known = sorted(d for d in os.listdir(scripts) if os.path.exists(os.path.join(scripts, d, 'prepare.py')))
-        sys.exit(f"error: dataset '{dataset}' is not prepared in {data_path} ({problem}), and there is no "
-                 f"data/{dataset}/prepare.py to prepare it (datasets: {', '.join(known)})")
-    to = '' if os.path.abspath(data_path) == os.path.dirname(script) else f" --out_dir {shlex.quote(data_path)}"
-    sys.exit(f"error: dataset '{dataset}' is not prepared in {data_path} ({problem}); run: "
-             f"python data/{dataset}/prepare.py{to}")
-meta = load_meta(data_path)
+meta = or_exit(prepared_meta, data_path, dataset)
 tokenizer = {k: meta[k] for k in ('tokenizer', 'vocab_size', 'chars') if k in meta}  # recorded in checkpoints
 token_bytes = torch.from_numpy(Tokenizer(meta).token_bytes()).to(device)  # (vocab,) UTF-8 bytes of each token's text
 
@@ -192,8 +170,6 @@ n_tokens = {split: len(load_split(split)) for split in ('train', 'val')}  # read
 for split, n in n_tokens.items():
     if n <= block_size:
         sys.exit(f"error: {split}.bin of '{dataset}' holds {n} tokens, fewer than block_size + 1 = {block_size + 1}")
-
-
 if data_on_device is None:  # both splits in device memory (as int32), batches gathered there: no host work per step
     data_on_device = device_type == 'cuda' and 4 * sum(n_tokens.values()) <= 2 ** 31
 on_device = {s: torch.from_numpy(load_split(s).astype(np.int32)).to(device) for s in n_tokens if data_on_device}
@@ -214,27 +190,12 @@ def batch_at(split, ix):
     return x.to(device), y.to(device)
 
 
-data_rng = torch.Generator().manual_seed(seed)  # the same on every process; checkpointed for an exact resume
-batch_rng_state = data_rng.get_state()  # the state before the pending (prefetched) step's batches were drawn
-
-
-def get_step_batches():
-    """This process's micro-batches of the next optimizer step. Every step draws the config's accum x batch
-    sequences and process r takes the r-th share: the same sequences, and so the same curve, for any world size."""
-    global batch_rng_state
-    batch_rng_state = data_rng.get_state()
-    ix = torch.randint(n_tokens['train'] - block_size, (world_size, micro_steps, micro_batch), generator=data_rng)
-    return [batch_at('train', i) for i in ix[rank]]
-
-
+data_rng = torch.Generator().manual_seed(seed)  # the training batches: the same on every process; checkpointed
 eval_rng = torch.Generator().manual_seed(seed)
 eval_ix = {s: torch.randint(n - block_size, (eval_iters, batch_size), generator=eval_rng) for s, n in n_tokens.items()}
 
-# model
-try:
-    model_args = model_config(config, meta['vocab_size'], f"dataset '{dataset}'")
-except ValueError as e:
-    sys.exit(f"error: {e}")
+# the model: from scratch, from a checkpoint (resume), or from pretrained weights
+model_args = or_exit(model_config, config, meta['vocab_size'], f"dataset '{dataset}'")
 iter_num, best_val_loss, best_val_bpb, checkpoint, weights = 0, float('inf'), float('inf'), None, None
 pretrained = None  # the GPT-2 name or folder whose weights the model started from, kept through resumes
 last_path, best_path = os.path.join(out_dir, 'last.pt'), os.path.join(out_dir, 'best.pt')
@@ -242,10 +203,7 @@ evals_path = os.path.join(out_dir, 'evals.csv')  # every eval of this run (a scr
 if init_from == 'resume':  # every check before anything is written
     if not os.path.exists(last_path):
         sys.exit(f"error: init_from='resume' but there is no checkpoint at {last_path}")
-    try:
-        checkpoint = load_checkpoint(last_path)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    checkpoint = or_exit(load_checkpoint, last_path)
     if checkpoint['tokenizer'] != tokenizer:
         old, new = (f"{t['tokenizer']}, {t['vocab_size']:,} tokens" for t in (checkpoint['tokenizer'], tokenizer))
         sys.exit(f"error: {last_path} was trained on dataset '{checkpoint['config']['dataset']}' ({old}); dataset "
@@ -265,17 +223,14 @@ if init_from == 'resume':  # every check before anything is written
     iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
     best_val_bpb = checkpoint.get('best_val_bpb', float('nan'))  # checkpoints of before bits per byte have none
 elif init_from != 'scratch':  # pretrained weights: GPT-2 from the hub, or a Hugging Face folder (hf.py)
-    try:
-        weights = hf.load(init_from, block_size)
-        theirs = hf.tokenizer_of(weights)
-    except ValueError as e:
-        sys.exit(f"error: {e}")
+    weights = or_exit(hf.load, init_from, block_size)
+    theirs = or_exit(hf.tokenizer_of, weights)
     if theirs != tokenizer:
         sys.exit(f"error: {init_from} reads {theirs['tokenizer']} tokens ({theirs['vocab_size']:,}); dataset "
                  f"'{dataset}' has {tokenizer['tokenizer']} tokens ({tokenizer['vocab_size']:,}): fine-tune on a "
                  f"dataset prepared with its tokenizer (gpt2: python data/shakespeare/prepare.py)")
     model_args, pretrained = dict(weights['model_args'], dropout=dropout), init_from
-model = GPT(GPTConfig(**model_args))
+model = GPT(GPTConfig(**model_args))  # the GPT itself, always: its weights, config, FLOPs (FSDP shards it in place)
 if weights is not None:
     model.load_state_dict(weights['model'])
     weights = None  # free memory
@@ -287,6 +242,7 @@ if trace:  # watch data flow through the real model, then stop (nothing is writt
     print(f"model: {model.config}\n" + '\n'.join(trace_model(model.to(device), X, Y)))
     sys.exit(0)
 
+logged_iters = set()  # the evals a resumed run's evals.csv holds already
 if master_process:  # fail now, not after an hour of training, if checkpoints cannot be written
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -297,7 +253,6 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
         sys.exit(f"error: out_dir '{out_dir}' is not writable ({e.strerror})")
     if init_from != 'resume' and os.path.exists(evals_path):
         os.remove(evals_path)  # a new run, a new curve (as its checkpoints replace the old ones)
-    logged_iters = set()  # the evals a resumed run's evals.csv holds already
     if os.path.exists(evals_path):
         with open(evals_path, newline='') as f:
             logged_iters = {int(r['iter']) for r in csv.DictReader(f)}
@@ -309,91 +264,20 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
         sys.exit(f"error: out_dir '{out_dir}' has {free / 1e6:,.1f} MB free; this model's checkpoints need "
                  f"{3 * ckpt_bytes / 1e6:,.1f} MB (last.pt, best.pt and a temporary file while one is written): "
                  f"free some space or choose another out_dir")
+
+# the weights on the device, the optimizer, and a resumed run's state
 if checkpoint is not None:  # every process has read last.pt (the checks above): the whole model loads, FSDP or not
     model.load_state_dict(clean_state_dict(checkpoint.get('trained_model', checkpoint['model'])))
 model.to(device)
-
-
-if fsdp:  # FSDP2 and its checkpoint functions: 1-2 s of imports that other runs skip
-    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                         get_optimizer_state_dict, set_optimizer_state_dict)
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)  # whole tensors, on rank 0's CPU (others get {})
-
-
-def shard(model):
-    """FSDP2 (torch.distributed.fsdp.fully_shard): each block, then the rest (embeddings, final norm, output layer),
-    split over the processes; a block's weights are gathered just before its forward and backward, and freed after.
-    bfloat16 / float16: the gathered weights in that dtype, gradients reduced in float32 (MixedPrecisionPolicy)."""
-    mesh = init_device_mesh(device_type, (world_size,))
-    mp = MixedPrecisionPolicy() if dtype == 'float32' else \
-        MixedPrecisionPolicy(param_dtype=getattr(torch, dtype), reduce_dtype=torch.float32)
-    for block in model.blocks:
-        fully_shard(block, mesh=mesh, mp_policy=mp)
-    return fully_shard(model, mesh=mesh, mp_policy=mp)  # in place: the same GPT, its parameters now DTensor shards
-
-
-def by_position(state):
-    """An optimizer state_dict keyed by parameter names (torch.distributed.checkpoint's) keyed by position instead,
-    as optimizer.state_dict() writes it: a checkpoint is the same whoever wrote it."""
-    if not state:
-        return state
-    index = {name: i for i, name in enumerate(n for g in state['param_groups'] for n in g['params'])}
-    return {'state': {index[n]: v for n, v in state['state'].items()},
-            'param_groups': [{**g, 'params': [index[n] for n in g['params']]} for g in state['param_groups']]}
-
-
-def by_name(state):
-    """by_position's inverse, for this run's optimizer: position i is the i-th parameter of its param_groups."""
-    names = {p: n for n, p in raw_model.named_parameters()}
-    order = [names[p] for g in optimizer.param_groups for p in g['params']]
-    return {'state': {order[i]: v for i, v in state['state'].items()},
-            'param_groups': [{**g, 'params': [order[i] for i in g['params']]} for g in state['param_groups']]}
-
-
-def model_state():
-    """The whole model's state_dict. FSDP: gathered from every process's shards (a collective), on rank 0."""
-    if not fsdp:
-        return raw_model.state_dict()
-    state = get_model_state_dict(raw_model, options=FULL)
-    if state and raw_model.config.tie_weights:  # one tensor under both names, as state_dict() has it: saved once
-        state['lm_head.weight'] = state['wte.weight']
-    return state
-
-
-def optimizer_state():
-    """optimizer.state_dict(), as one process writes it. FSDP: gathered like model_state."""
-    return by_position(get_optimizer_state_dict(raw_model, optimizer, options=FULL)) if fsdp else optimizer.state_dict()
-
-
-def load_optimizer_state(state):
-    """optimizer.load_state_dict of any checkpoint (1 process, DDP, FSDP). FSDP: each process keeps its shards of
-    the whole state, which every process has read (a collective)."""
-    if fsdp:
-        set_optimizer_state_dict(raw_model, optimizer, by_name(state), options=StateDictOptions(full_state_dict=True))
-    else:
-        optimizer.load_state_dict(state)
-
-
-raw_model = shard(model) if fsdp else model  # model becomes the compiled / DDP wrapper below
+if fsdp:
+    shard(model, device_type, world_size, dtype)  # in place: its parameters become this process's shards
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))  # FSDP2 too: DTensor reduces its found_inf
-optimizer = OPTIMIZERS[optim](raw_model, weight_decay, learning_rate, (beta1, beta2), device_type)
-
-
-def local(t):
-    """This process's part of a tensor, detached: its own shard of an FSDP2 parameter, else the tensor itself."""
-    return t.detach().to_local() if is_dtensor(t) else t.detach()
-
-
-local_weights = [local(p) for p in raw_model.parameters()]  # views: what is written to them reaches the model
-ema = None  # ema_decay > 0: the averaged weights, one tensor per parameter, each held as the parameter is
-if ema_decay > 0:  # from the checkpoint's 'model' on resume (the averaged weights it saved), else the starting ones
-    saved = clean_state_dict(checkpoint['model']) if checkpoint is not None else {}
-    ema = [local(shard_like(saved[n].to(device), p)).clone() if n in saved else w.clone()
-           for (n, p), w in zip(raw_model.named_parameters(), local_weights)]
+optimizer = OPTIMIZERS[optim](model, weight_decay, learning_rate, (beta1, beta2), device_type, compile=compile)
+ema = None  # ema_decay > 0: the averaged weights (optim.EMA), from a resumed checkpoint's 'model', else the model's
+if ema_decay > 0:
+    ema = EMA(model, ema_decay, clean_state_dict(checkpoint['model']) if checkpoint is not None else None)
 if checkpoint is not None:
-    load_optimizer_state(checkpoint['optimizer'])
+    load_optimizer_state(model, optimizer, checkpoint['optimizer'], fsdp)
     scaler.load_state_dict(checkpoint['scaler'])
     rng = checkpoint['rng']  # each process's random states
     data_rng.set_state(rng[0]['data'])  # the data order is the same for any number of processes
@@ -406,27 +290,103 @@ if checkpoint is not None:
               f"continue exactly, dropout from fresh random states")
 checkpoint = None  # free memory
 
-if compile:
-    if master_process:
-        print("compiling the model... (takes a minute)")
-    model = torch.compile(model, mode=compile_mode)
-    if optim == 'muon':  # one static graph per matrix shape
-        optimizer.orthogonalize = torch.compile(newton_schulz, dynamic=False)
+# what the steps run: the model compiled (on CUDA by default), and under DDP wrapped to average the gradients;
+# evals run it too, or (compile_eval=False) the plain model
+if compile and master_process:
+    print("compiling the model... (takes a minute)")
+train_model = torch.compile(model, mode=compile_mode) if compile else model  # the same weights as model
 if distributed and not fsdp:
-    model = DDP(model, device_ids=[local_rank] if device_type == 'cuda' else None)
-eval_model = model if compile_eval else raw_model  # the same weights, run compiled or not
+    train_model = DDP(train_model, device_ids=[local_rank] if device_type == 'cuda' else None)
+
+if master_process:
+    print(f"model: {model.config}")
+    print(f"params {model.get_num_params(non_embedding=False):,} total | {model.get_num_params():,} "
+          f"non-embedding (without lookup tables: the N of 6N) | {model.flops_per_token():,} FLOPs/token "
+          f"| device {device_name} | dtype {dtype} | compile {compile}" + (f" | {parallel}" if distributed else ""))
+    print(f"batch {world_size} processes x {micro_steps} micro-steps x {micro_batch} x {block_size} tokens = "
+          f"{tokens_per_iter:,} tokens per optimizer step (gradient_accumulation_steps x batch_size = "
+          f"{gradient_accumulation_steps} x {batch_size} sequences, the same for any number of processes)")
+if wandb_log and master_process:
+    wandb.init(project=wandb_project, name=wandb_run_name or None, config=config)
+
+# -----------------------------------------------------------------------------
+# the state of the run: what changes as it trains, in one place (the helpers below update it, checkpoints save it)
+run = SimpleNamespace(
+    iter_num=iter_num,  # optimizer steps taken
+    start_iter=iter_num,  # the step this process started at (a resumed run: its checkpoint's)
+    best_val_loss=best_val_loss, best_val_bpb=best_val_bpb,  # the lowest val loss so far, and its bits per byte
+    batch_rng_state=None,  # data_rng's state before the pending (prefetched) step's batches were drawn
+    first_bad=torch.tensor(-1, device=device),  # the first step with a non-finite loss or gradient since the last check
+    skipped=0, skipped_in_a_row=0,  # steps skipped for a non-finite loss or gradient (nan_policy='skip')
+    signal=None,  # SIGTERM or SIGINT (Ctrl-C) received: finish the step, save last.pt, say how to resume, exit
+    t_start=None, eval_seconds=0.0,  # when training started (the loop sets it); the seconds spent in evals since
+    t_log=None, log_iter=iter_num,  # the log lines' window: their rate is over the steps since (evals left out)
+)
+show_bar = master_process and sys.stderr.isatty()
+bar = tqdm(total=max_iters, initial=iter_num, disable=not show_bar, dynamic_ncols=True, unit='it')
+
+
+# ----------------------------------------------------------------------------- helpers of the training loop
+def get_lr(it):
+    return lr_at(it, learning_rate, warmup_iters, lr_decay_iters, min_lr) if decay_lr else learning_rate
+
+
+def get_step_batches():
+    """This process's micro-batches of the next optimizer step. Every step draws the config's accum x batch
+    sequences and process r takes the r-th share: the same sequences, and so the same curve, for any world size."""
+    run.batch_rng_state = data_rng.get_state()
+    ix = torch.randint(n_tokens['train'] - block_size, (world_size, micro_steps, micro_batch), generator=data_rng)
+    return [batch_at('train', i) for i in ix[rank]]
 
 
 def sync_gradients(now):
     """Whether this backward pass averages the gradients over the processes (DDP: all-reduce, FSDP: reduce-scatter
     to the shards); off for all but the last micro-step, which saves the communication of the others."""
     if fsdp:
-        raw_model.set_requires_gradient_sync(now)
+        model.set_requires_gradient_sync(now)
     elif distributed:
-        model.require_backward_grad_sync = now
+        train_model.require_backward_grad_sync = now
 
 
-# ----------------------------------------------------------------------------- helpers of the training loop
+def log_block_grad_norms():
+    """Each block's gradient norm, and the embeddings' and the output layer's, to grad_norms.csv: how well the
+    gradient reaches the first blocks (without residual connections, it fades; the ladder's rungs 07 and 08).
+    Every process calls it (FSDP gathers the shards); rank 0 writes."""
+    def part(name):  # a tied output layer is the token embedding: counted there
+        return f"block_{name.split('.')[1]}" if name.startswith('blocks.') else \
+            'head' if name.startswith(('ln_f.', 'lm_head.')) else 'embeddings'
+    norms = param_norms(model, part)
+    if master_process:
+        append_csv(os.path.join(out_dir, 'grad_norms.csv'),
+                   {'iter': run.iter_num + 1, **{k: f"{g / scaler.get_scale():.4e}" for k, (_, g, _) in norms.items()}})
+
+
+def train_step(batches):
+    """Forward and backward over this process's micro-batches, then unscale and clip. Returns the step's loss (the
+    mean over its micro-batches, a device tensor), the gradient norm, and whether anything was non-finite (a device
+    tensor: no sync). Each micro-batch's loss is divided by their number: the gradients add up to the mean's."""
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    step_loss = torch.zeros((), device=device)
+    for micro_step, (X, Y) in enumerate(batches):
+        sync_gradients(micro_step == micro_steps - 1)
+        with ctx:
+            _, loss = train_model(X, Y)
+            loss = loss / micro_steps
+        nonfinite |= ~loss.detach().isfinite()
+        step_loss += loss.detach()
+        scaler.scale(loss).backward()
+    if grad_norms and (run.iter_num + 1) % log_interval == 0:
+        log_block_grad_norms()
+    grad_norm = None
+    if grad_clip > 0:
+        scaler.unscale_(optimizer)
+        # FSDP2: the norm over every shard, of every process (a replicated DTensor)
+        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
+        if not scaler.is_enabled():  # float16: the GradScaler skips steps with inf gradients itself, by design
+            nonfinite |= ~grad_norm.isfinite()
+    return step_loss, grad_norm, nonfinite
+
+
 @torch.no_grad()
 def estimate_loss():
     """Per split, over the same eval_iters batches every time (so evals compare across runs): the loss in nats per
@@ -439,7 +399,7 @@ def estimate_loss():
         for k in range(eval_iters):
             X, Y = batch_at(split, eval_ix[split][k])
             with ctx:
-                logits, _ = eval_model(X)
+                logits, _ = (train_model if compile_eval else model)(X)  # compiled, or plain
             sums += eval_sums(logits, Y, token_bytes)
         nats, correct, tokens, text_nats, text_bytes = sums.tolist()  # python floats: checkpoints hold no numpy
         out[split] = {'loss': nats / tokens, 'acc': correct / tokens, 'bpb': text_nats / math.log(2) / text_bytes}
@@ -447,69 +407,14 @@ def estimate_loss():
     return out
 
 
-def get_lr(it):
-    if not decay_lr:
-        return learning_rate
-    if it < warmup_iters:
-        return learning_rate * (it + 1) / (warmup_iters + 1)
-    if it >= lr_decay_iters:
-        return min_lr
-    ratio = (it - warmup_iters) / max(1, lr_decay_iters - warmup_iters)
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (learning_rate - min_lr)
-
-
-@torch.no_grad()
-def update_average():
-    """ema_decay > 0: after each optimizer step, ema <- ema + (1 - d)(weights - ema), with d = ema_decay, or
-    (1 + step) / (10 + step) while that is smaller, so that the first steps' weights do not linger."""
-    if ema is not None:
-        torch._foreach_lerp_(ema, local_weights, 1 - min(ema_decay, (1 + iter_num) / (10 + iter_num)))
-
-
-@contextlib.contextmanager
-@torch.no_grad()
-def averaged_weights():
-    """Inside this block the model holds the averaged weights (ema_decay > 0), after it its trained ones again."""
-    if ema is None:
-        yield
-        return
-    trained = [w.clone() for w in local_weights]
-    torch._foreach_copy_(local_weights, ema)
-    try:
-        yield
-    finally:
-        torch._foreach_copy_(local_weights, trained)
-
-
-def agree(*values):
-    """Integers every process agrees on: the maximum over all processes of each value (DDP), read on the CPU.
-    A collective call: every process makes it at the same step."""
-    flags = torch.stack([torch.as_tensor(v, device=device).long().reshape(()) for v in values])
-    if distributed:
-        torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-    return flags.tolist()
-
-
-def leave_process_group():
-    """destroy_process_group, after freeing what holds the process group (DDP, FSDP's shards and their optimizer
-    state): left to python's exit, gloo's threads could abort a finished run ('terminate called without an active
-    exception')."""
-    global model, raw_model, eval_model, optimizer, ema
-    model = raw_model = eval_model = optimizer = ema = None
-    gc.collect()
-    destroy_process_group()
-
-
 def stop(message, code=1):
-    """Every process stops; rank 0 prints the one error line."""
-    if distributed:
-        leave_process_group()
+    """Every process stops; rank 0 prints the one error line (the end of this file leaves the process group)."""
     sys.exit(message if master_process else code)
 
 
 def rng_states():
     """Every process's random states, a list by rank (several processes: a collective, every process calls it)."""
-    rng = {'data': batch_rng_state, 'torch': torch.get_rng_state()}
+    rng = {'data': run.batch_rng_state, 'torch': torch.get_rng_state()}
     if device_type == 'cuda':
         rng['cuda'] = torch.cuda.get_rng_state(device)
     if not distributed:
@@ -523,24 +428,26 @@ def checkpoint_state():
     """Everything an exact resume needs, the same whether 1 process, DDP or FSDP wrote it. A collective (the RNGs of
     every process; FSDP: the shards): every process calls it, rank 0 gets the whole of it. 'model' is what evals
     measure and sample.py reads: with ema_decay > 0 the averaged weights, and 'trained_model' the trained ones."""
-    state = {'model': model_state(), 'optimizer': optimizer_state(), 'scaler': scaler.state_dict(),
-             'model_args': model_args, 'iter_num': iter_num, 'best_val_loss': best_val_loss,
-             'best_val_bpb': best_val_bpb, 'config': config, 'tokenizer': tokenizer, 'rng': rng_states(),
-             'pretrained': pretrained}
+    state = {'model': model_state(model, fsdp), 'optimizer': optimizer_state(model, optimizer, fsdp),
+             'scaler': scaler.state_dict(), 'model_args': model_args, 'iter_num': run.iter_num,
+             'best_val_loss': run.best_val_loss, 'best_val_bpb': run.best_val_bpb, 'config': config,
+             'tokenizer': tokenizer, 'rng': rng_states(), 'pretrained': pretrained}
     if ema is not None:
-        with averaged_weights():  # one process: state_dict() holds the live tensors, so a copy of them
-            state['trained_model'], state['model'] = state['model'], {k: v.clone() for k, v in model_state().items()}
+        with ema.swapped_in():  # one process: state_dict() holds the live tensors, so a copy of them
+            state['trained_model'], state['model'] = state['model'], {
+                k: v.clone() for k, v in model_state(model, fsdp).items()}
     return state
 
 
 def write_checkpoint(path, ckpt):
-    """ckpt to path, replaced atomically (model.save_checkpoint); None, or why it was not."""
+    """ckpt to path, replaced atomically (common.save_checkpoint); None, or why it was not."""
     if not all(v.isfinite().all() for v in ckpt['model'].values() if v.is_floating_point()):
-        return f"the weights are not finite at iter {iter_num}: not saved, {path} is untouched; lower learning_rate"
+        return (f"the weights are not finite at iter {run.iter_num}: not saved, {path} is untouched; lower "
+                f"learning_rate")
     try:
         save_checkpoint(ckpt, path)
     except OSError as e:
-        return (f"cannot write {path} at iter {iter_num} ({e.strerror}); the previous one is intact: free some "
+        return (f"cannot write {path} at iter {run.iter_num} ({e.strerror}); the previous one is intact: free some "
                 f"space, then resume with --init_from=resume")
     return None
 
@@ -549,137 +456,103 @@ def save(paths):
     """Rank 0 writes the checkpoint to each path; a failed write stops every process (none is left waiting)."""
     ckpt = checkpoint_state()
     error = next(filter(None, (write_checkpoint(p, ckpt) for p in paths)), None) if master_process else None
-    if agree(error is not None)[0]:
+    if agree(error is not None, device=device)[0]:
         stop(f"error: {error}")
 
 
 def evaluate_and_checkpoint():
     """Eval both splits; save last.pt (and best.pt when val improved); a non-finite eval loss stops unsaved. Returns
     the eval's metrics, which rank 0 also appends to evals.csv."""
-    global best_val_loss, best_val_bpb
-    with averaged_weights():
+    with ema.swapped_in() if ema is not None else contextlib.nullcontext():
         metrics = estimate_loss()
     losses = {split: m['loss'] for split, m in metrics.items()}
     if not all(math.isfinite(v) for v in losses.values()):
-        stop(f"error: the eval loss is not finite at iter {iter_num} (train {losses['train']}, val {losses['val']}): "
-             f"the model has diverged; not saved, {last_path} is untouched; lower learning_rate")
-    improved = agree(master_process and losses['val'] < best_val_loss)[0]  # rank 0 decides for all
+        stop(f"error: the eval loss is not finite at iter {run.iter_num} (train {losses['train']}, val "
+             f"{losses['val']}): the model has diverged; not saved, {last_path} is untouched; lower learning_rate")
+    improved = agree(master_process and losses['val'] < run.best_val_loss, device=device)[0]  # rank 0 decides
     if improved:
-        best_val_loss, best_val_bpb = losses['val'], metrics['val']['bpb']
-    paths = [last_path] if iter_num > start_iter or iter_num == max_iters else []
-    if improved and iter_num > 0:  # also right after a resume, when the stopped run saved before its eval
+        run.best_val_loss, run.best_val_bpb = losses['val'], metrics['val']['bpb']
+    paths = [last_path] if run.iter_num > run.start_iter or run.iter_num == max_iters else []
+    if improved and run.iter_num > 0:  # also right after a resume, when the stopped run saved before its eval
         paths.append(best_path)
     if paths:
         save(paths)
     if master_process:
-        seconds, wall, val = time.time() - t_start, time.time() - t_launch, metrics['val']
-        bar.write(f"eval {iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} | best val "
-                  f"{best_val_loss:.4f} | val acc {val['acc']:.4f} | val bpb {val['bpb']:.4f} | {wall:.1f} s wall")
-        row = {'iter': iter_num, 'tokens': iter_num * tokens_per_iter, 'seconds': f"{seconds:.2f}",
-               'wall': f"{wall:.2f}", 'lr': f"{get_lr(iter_num):.3e}"}
+        seconds, wall, val = time.time() - run.t_start, time.time() - t_launch, metrics['val']
+        bar.write(f"eval {run.iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} | best val "
+                  f"{run.best_val_loss:.4f} | val acc {val['acc']:.4f} | val bpb {val['bpb']:.4f} | {wall:.1f} s wall")
+        row = {'iter': run.iter_num, 'tokens': run.iter_num * tokens_per_iter, 'seconds': f"{seconds:.2f}",
+               'wall': f"{wall:.2f}", 'lr': f"{get_lr(run.iter_num):.3e}"}
         row.update({f"{split}_{k}": f"{v:.5f}" for split, m in metrics.items() for k, v in m.items()})
-        if iter_num not in logged_iters:  # a resumed run's first eval repeats the stopped run's last one
+        if run.iter_num not in logged_iters:  # a resumed run's first eval repeats the stopped run's last one
             append_csv(evals_path, row)
             if wandb_log:
-                wandb.log({k: float(v) for k, v in row.items()}, step=iter_num)  # the CSV's numbers
+                wandb.log({k: float(v) for k, v in row.items()}, step=run.iter_num)  # the CSV's numbers
     return metrics
-
-
-def train_step(batches):
-    """Forward and backward over this process's micro-batches, then unscale and clip. Returns the last micro-batch's
-    loss (a device tensor), the gradient norm, and whether anything was non-finite (a device tensor: no sync)."""
-    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
-    for micro_step, (X, Y) in enumerate(batches):
-        sync_gradients(micro_step == micro_steps - 1)
-        with ctx:
-            _, loss = model(X, Y)
-            loss = loss / micro_steps
-        nonfinite |= ~loss.detach().isfinite()
-        scaler.scale(loss).backward()
-    if grad_norms and (iter_num + 1) % log_interval == 0:
-        log_block_grad_norms()
-    grad_norm = None
-    if grad_clip > 0:
-        scaler.unscale_(optimizer)
-        # FSDP2: the norm over every shard, of every process (a replicated DTensor)
-        grad_norm = full_tensor(torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip))
-        if not scaler.is_enabled():  # float16: the GradScaler skips steps with inf gradients itself, by design
-            nonfinite |= ~grad_norm.isfinite()
-    return loss.detach() * micro_steps, grad_norm, nonfinite
-
-
-def log_block_grad_norms():
-    """Each block's gradient norm, and the embeddings' and the output layer's, to grad_norms.csv: how well the
-    gradient reaches the first blocks (without residual connections, it fades; the ladder's rungs 07 and 08).
-    Every process calls it (FSDP gathers the shards); rank 0 writes."""
-    def part(name):  # a tied output layer is the token embedding: counted there
-        return f"block_{name.split('.')[1]}" if name.startswith('blocks.') else \
-            'head' if name.startswith(('ln_f.', 'lm_head.')) else 'embeddings'
-    norms = param_norms(raw_model, part)
-    if master_process:
-        append_csv(os.path.join(out_dir, 'grad_norms.csv'),
-                   {'iter': iter_num + 1, **{k: f"{g / scaler.get_scale():.4e}" for k, (_, g, _) in norms.items()}})
 
 
 def must_sync(it):
     """Reading device flags makes the CPU wait for the GPU (this step no longer overlaps the next), so it happens
     only where it must: every step for nan_policy='skip', at log lines, before evals and the end, after a signal
     (with one process: several must all decide at the same step, so theirs waits for the next log line)."""
-    return (nan_policy == 'skip' or (signal_received is not None and not distributed) or (it + 1) % log_interval == 0
+    return (nan_policy == 'skip' or (run.signal is not None and not distributed) or (it + 1) % log_interval == 0
             or (it + 1) % eval_interval == 0 or it + 1 >= max_iters)
 
 
-def nan_check(loss, grad_norm, nonfinite):
-    """nan_policy: 'stop' exits at the first non-finite step (found at the next sync); 'skip' skips such a step
-    (returns True) and stops after 10 in a row. Also returns whether any process has had a stop signal."""
-    global first_bad, skipped, skipped_in_a_row
-    first_bad = torch.where(nonfinite & (first_bad < 0), iter_num, first_bad)  # on the device: no sync
-    if not must_sync(iter_num):
-        return False, False
-    bad_iter, stop_signal = agree(first_bad, signal_received is not None)
+def skip_nonfinite(bad_iter, loss, grad_norm):
+    """bad_iter: the first step with a non-finite loss or gradient since the last check, -1 if none (every process
+    agrees on it). nan_policy 'stop' exits at it; 'skip' skips this step (returns True) and stops after 10 in a row."""
     if bad_iter >= 0 and nan_policy == 'stop':
         stop(f"error: non-finite loss or gradient at iter {bad_iter}: stopped, nothing saved, {last_path} is "
              f"untouched; lower learning_rate, or pass --nan_policy=skip to skip such steps")
     if bad_iter < 0:
-        skipped_in_a_row = 0
-        return False, stop_signal
-    first_bad.fill_(-1)
-    skipped, skipped_in_a_row = skipped + 1, skipped_in_a_row + 1
+        run.skipped_in_a_row = 0
+        return False
+    run.first_bad.fill_(-1)
+    run.skipped, run.skipped_in_a_row = run.skipped + 1, run.skipped_in_a_row + 1
     what = f"loss {loss.item():.4g}" + ('' if grad_norm is None else f", gradient norm {grad_norm.item():.4g}")
-    if skipped_in_a_row == 10:
-        stop(f"error: 10 steps in a row with a non-finite loss or gradient, up to iter {iter_num} ({what}): the model "
-             f"has diverged; lower learning_rate")
+    if run.skipped_in_a_row == 10:
+        stop(f"error: 10 steps in a row with a non-finite loss or gradient, up to iter {run.iter_num} ({what}): the "
+             f"model has diverged; lower learning_rate")
     if master_process:
-        bar.write(f"iter {iter_num}: non-finite loss or gradient ({what}): step skipped, {skipped} so far")
-    return True, stop_signal
+        bar.write(f"iter {run.iter_num}: non-finite loss or gradient ({what}): step skipped, {run.skipped} so far")
+    return True
 
 
-def append_csv(path, row):
-    """Append a row (a dict) to a CSV file. A file with other columns (an older version's) is rewritten with this
-    row's header first: its rows keep their values, new columns stay empty for them."""
-    old = []
-    if os.path.exists(path):
-        with open(path, newline='') as f:
-            reader = csv.DictReader(f)
-            if reader.fieldnames == list(row):
-                with open(path, 'a', newline='') as out:
-                    csv.DictWriter(out, fieldnames=list(row)).writerow(row)
-                return
-            old = list(reader)
-    with open(path + '.tmp', 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=list(row), extrasaction='ignore')
-        w.writeheader()
-        w.writerows(old + [row])
-    os.replace(path + '.tmp', path)
+def fmt_mfu(mfu):
+    return 'n/a' if mfu is None else f"{100 * mfu:.1f}%"
+
+
+def rate_window():
+    """(steps, seconds) since the window opened (evals left out), and a new window from now on."""
+    if device_type == 'cuda':
+        torch.cuda.synchronize()
+    steps, seconds = run.iter_num - run.log_iter, time.time() - run.t_log
+    run.t_log, run.log_iter = time.time(), run.iter_num
+    return steps, seconds
+
+
+def log(loss, lr):
+    """One line per log_interval steps: the rate over the steps since the last line (evals and the first, compiling
+    step left out); MFU per device (the tokens of all processes / world_size)."""
+    steps, seconds = rate_window()
+    if not master_process or steps == 0:
+        return
+    dt = seconds / steps
+    tok_s = tokens_per_iter / dt
+    mfu = model.estimate_mfu(tok_s / world_size, peak)
+    line = (f"iter {run.iter_num:>6} | loss {loss.item():.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s | mfu {fmt_mfu(mfu)} "
+            f"| {1000 * dt:.1f} ms/iter" + (f" | {run.skipped} skipped" if run.skipped else ''))
+    if show_bar:
+        bar.set_postfix_str(line.split(' | ', 1)[1])
+    else:
+        print(line, flush=True)
 
 
 def plot_curves(path, png):
     """train and val loss against tokens from evals.csv, when matplotlib is installed (an optional dependency)."""
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     with open(path, newline='') as f:
         rows = list(csv.DictReader(f))
@@ -694,43 +567,8 @@ def plot_curves(path, png):
     return png
 
 
-def fmt_mfu(mfu):
-    return 'n/a' if mfu is None else f"{100 * mfu:.1f}%"
-
-
-def rate_window():
-    """(steps, seconds) since the window opened (evals left out), and a new window from now on."""
-    global t_log, log_iter
-    if device_type == 'cuda':
-        torch.cuda.synchronize()
-    steps, seconds = iter_num - log_iter, time.time() - t_log
-    t_log, log_iter = time.time(), iter_num
-    return steps, seconds
-
-
-def log(loss, lr):
-    """One line per log_interval steps: the rate over the steps since the last line (evals and the first, compiling
-    step left out); MFU per device (the tokens of all processes / world_size)."""
-    steps, seconds = rate_window()
-    if not master_process or steps == 0:
-        return
-    dt = seconds / steps
-    tok_s = tokens_per_iter / dt
-    mfu = raw_model.estimate_mfu(tok_s / world_size, peak)
-    line = (f"iter {iter_num:>6} | loss {loss.item():.4f} | lr {lr:.2e} | {tok_s:,.0f} tok/s | mfu {fmt_mfu(mfu)} "
-            f"| {1000 * dt:.1f} ms/iter" + (f" | {skipped} skipped" if skipped else ''))
-    if show_bar:
-        bar.set_postfix_str(line.split(' | ', 1)[1])
-    else:
-        print(line, flush=True)
-
-
-signal_received = None  # SIGTERM or SIGINT (Ctrl-C): finish the step, save last.pt, say how to resume, exit
-
-
 def on_signal(signum, frame):
-    global signal_received
-    signal_received = signum
+    run.signal = signum
     if signum == signal.SIGINT and not distributed:  # a second Ctrl-C quits at once (checkpoints are atomic); torchrun
         signal.signal(signum, signal.SIG_DFL)  # passes every signal on, and schedulers send SIGTERM more than once
 
@@ -765,92 +603,90 @@ def save_and_exit():
     bar.close()
     if master_process:
         args = [a for a in sys.argv[1:] if not a.startswith('--init_from=')] + ['--init_from=resume']
-        print(f"stopped at iter {iter_num}: saved {last_path}; resume with: {launcher()} {sys.argv[0]} "
+        print(f"stopped at iter {run.iter_num}: saved {last_path}; resume with: {launcher()} {sys.argv[0]} "
               f"{shlex.join(args)}", flush=True)
     if distributed:
         torch.distributed.barrier()  # no process exits (and makes torchrun stop the others) before the save
-        leave_process_group()
-    sys.exit(128 + (signal_received or signal.SIGTERM))  # 130 for SIGINT, 143 for SIGTERM
+    sys.exit(128 + (run.signal or signal.SIGTERM))  # 130 for SIGINT, 143 for SIGTERM
 
 
 # -----------------------------------------------------------------------------
 # training loop
-if master_process:
-    print(f"model: {raw_model.config}")
-    print(f"params {raw_model.get_num_params(non_embedding=False):,} total | {raw_model.get_num_params():,} "
-          f"non-embedding (without lookup tables: the N of 6N) | {raw_model.flops_per_token():,} FLOPs/token "
-          f"| device {device_name} | dtype {dtype} | compile {compile}" + (f" | {parallel}" if distributed else ""))
-    print(f"batch {world_size} processes x {micro_steps} micro-steps x {micro_batch} x {block_size} tokens = "
-          f"{tokens_per_iter:,} tokens per optimizer step (gradient_accumulation_steps x batch_size = "
-          f"{gradient_accumulation_steps} x {batch_size} sequences, the same for any number of processes)")
-if wandb_log and master_process:
-    wandb.init(project=wandb_project, name=wandb_run_name or None, config=config)
-show_bar = master_process and sys.stderr.isatty()
-bar = tqdm(total=max_iters, initial=iter_num, disable=not show_bar, dynamic_ncols=True, unit='it')
 for signum in (signal.SIGTERM, signal.SIGINT):
     signal.signal(signum, on_signal)
 if distributed:
     sys.excepthook = on_uncaught
-batches = get_step_batches()
-t_start = t_log = time.time()
-start_iter = log_iter = iter_num
-eval_seconds = 0.0
-skipped = skipped_in_a_row = 0  # steps skipped for a non-finite loss or gradient (nan_policy='skip')
-first_bad = torch.tensor(-1, device=device)  # the first step with a non-finite loss or gradient since the last check
-while True:
-    if (iter_num % eval_interval == 0 and (iter_num > start_iter or eval_at_start)) or iter_num == max_iters \
-            or eval_only:
-        t_eval = time.time()
-        metrics = evaluate_and_checkpoint()
-        eval_seconds += time.time() - t_eval
-        t_log += time.time() - t_eval  # eval time does not count against tokens/s
-    if iter_num >= max_iters or eval_only:
-        break
+exit_code = None  # sys.exit's, when stop() or a signal ends the run: the process group is left first (below)
+try:
+    batches = get_step_batches()
+    run.t_start = run.t_log = time.time()
+    while True:
+        if (run.iter_num % eval_interval == 0 and (run.iter_num > run.start_iter or eval_at_start)) \
+                or run.iter_num == max_iters or eval_only:
+            t_eval = time.time()
+            metrics = evaluate_and_checkpoint()
+            run.eval_seconds += time.time() - t_eval
+            run.t_log += time.time() - t_eval  # eval time does not count against tokens/s
+        if run.iter_num >= max_iters or eval_only:
+            break
 
-    lr = get_lr(iter_num)
-    for param_group in optimizer.param_groups:
-        param_group['lr'] = lr
-    loss, grad_norm, nonfinite = train_step(batches)
-    batches = get_step_batches()  # prefetch the next step's batches while the GPU works on this one
-    skip, stop_signal = nan_check(loss, grad_norm, nonfinite)
-    if skip and not scaler.is_enabled():  # float16: the GradScaler skips a step with non-finite gradients itself
-        optimizer.zero_grad(set_to_none=True)  # no gradients: the optimizer step below changes nothing
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad(set_to_none=True)
-    update_average()
-    iter_num += 1
-    bar.update(1)
+        lr = get_lr(run.iter_num)
+        for param_group in optimizer.param_groups:
+            param_group['lr'] = lr
+        loss, grad_norm, nonfinite = train_step(batches)
+        batches = get_step_batches()  # prefetch the next step's batches while the GPU works on this one
+        run.first_bad = torch.where(nonfinite & (run.first_bad < 0), run.iter_num, run.first_bad)  # no sync
+        skip = stop_signal = False
+        if must_sync(run.iter_num):  # one collective: every process skips, stops or saves at the same step
+            bad_iter, stop_signal = agree(run.first_bad, run.signal is not None, device=device)
+            skip = skip_nonfinite(bad_iter, loss, grad_norm)
+        if skip and not scaler.is_enabled():  # float16: the GradScaler skips a step with non-finite gradients itself
+            optimizer.zero_grad(set_to_none=True)  # no gradients: the optimizer step below changes nothing
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(run.iter_num)
+        run.iter_num += 1
+        bar.update(1)
 
-    if iter_num == start_iter + 1:
-        rate_window()  # the rate of the log lines starts after the first step (compilation, allocator warm-up)
-    elif iter_num % log_interval == 0:
-        log(loss, lr)
-    if stop_signal:
-        save_and_exit()
-bar.close()
-train_seconds = time.time() - t_start
-# CUDA: the peak of memory allocated on any one device (the largest over the processes: a collective), in MiB
-peak_mib = agree(torch.cuda.max_memory_allocated(device) // 2**20)[0] if device_type == 'cuda' else None
+        if run.iter_num == run.start_iter + 1:
+            rate_window()  # the rate of the log lines starts after the first step (compilation, allocator warm-up)
+        elif run.iter_num % log_interval == 0:
+            log(loss, lr)
+        if stop_signal:
+            save_and_exit()
+    bar.close()
+    train_seconds = time.time() - run.t_start
+    # CUDA: the peak of memory allocated on any one device (the largest over the processes: a collective), in MiB
+    peak_mib = agree(torch.cuda.max_memory_allocated(device) // 2**20, device=device)[0] \
+        if device_type == 'cuda' else None
 
-if master_process and not eval_only:
-    n_params = raw_model.get_num_params(non_embedding=False)
-    tokens = (iter_num - start_iter) * tokens_per_iter
-    print(f"done {iter_num} iters | best val {best_val_loss:.4f} | {train_seconds:.1f} s training "
-          f"| {n_params:,} params | {tokens:,} tokens | checkpoints in {out_dir}"
-          + (f" | peak memory {peak_mib:,} MiB per device" if peak_mib is not None else '')
-          + (f" | {skipped} steps skipped (non-finite)" if skipped else ''))
-    # the figures at the end of the budget (which nothing was selected on) beside the best-on-val ones
-    append_csv(os.path.join(out_dir, 'results.csv'), {
-        'date': time.strftime('%Y-%m-%d %H:%M:%S'), 'config': config_name, 'overrides': overrides, 'params': n_params,
-        'iters': iter_num, 'tokens': tokens, 'best_val_loss': f"{best_val_loss:.4f}", 'train_seconds':
-        f"{train_seconds:.1f}", 'device': device_name, 'best_val_bpb': f"{best_val_bpb:.4f}", 'val_loss':
-        f"{metrics['val']['loss']:.4f}", 'val_acc': f"{metrics['val']['acc']:.4f}", 'val_bpb':
-        f"{metrics['val']['bpb']:.4f}", 'tokens_per_sec': f"{tokens / max(train_seconds - eval_seconds, 1e-9):.0f}"})
-    png = plot_curves(evals_path, os.path.join(out_dir, 'loss.png'))
-    if png:
-        print(f"loss curves: {png}")
-if wandb_log and master_process:
-    wandb.finish()
-if distributed:
-    leave_process_group()
+    if master_process and not eval_only:
+        n_params = model.get_num_params(non_embedding=False)
+        tokens = (run.iter_num - run.start_iter) * tokens_per_iter
+        print(f"done {run.iter_num} iters | best val {run.best_val_loss:.4f} | {train_seconds:.1f} s training "
+              f"| {n_params:,} params | {tokens:,} tokens | checkpoints in {out_dir}"
+              + (f" | peak memory {peak_mib:,} MiB per device" if peak_mib is not None else '')
+              + (f" | {run.skipped} steps skipped (non-finite)" if run.skipped else ''))
+        # the figures at the end of the budget (which nothing was selected on) beside the best-on-val ones
+        append_csv(os.path.join(out_dir, 'results.csv'), {
+            'date': time.strftime('%Y-%m-%d %H:%M:%S'), 'config': config_name, 'overrides': overrides,
+            'params': n_params, 'iters': run.iter_num, 'tokens': tokens, 'best_val_loss': f"{run.best_val_loss:.4f}",
+            'train_seconds': f"{train_seconds:.1f}", 'device': device_name, 'best_val_bpb': f"{run.best_val_bpb:.4f}",
+            'val_loss': f"{metrics['val']['loss']:.4f}", 'val_acc': f"{metrics['val']['acc']:.4f}",
+            'val_bpb': f"{metrics['val']['bpb']:.4f}",
+            'tokens_per_sec': f"{tokens / max(train_seconds - run.eval_seconds, 1e-9):.0f}"})
+        png = plot_curves(evals_path, os.path.join(out_dir, 'loss.png'))
+        if png:
+            print(f"loss curves: {png}")
+    if wandb_log and master_process:
+        wandb.finish()
+except SystemExit as e:  # stop()'s error line, or a signal's save: leave the process group first, as the end does
+    exit_code = e.code
+if distributed:  # free what holds the process group (DDP, FSDP's shards and their optimizer state), then leave it:
+    del train_model, model, optimizer, ema  # left to python's exit, gloo's threads could abort
+    gc.collect()  # a finished run ('terminate called without an active exception')
+    destroy_process_group()
+if exit_code is not None:
+    sys.exit(exit_code)

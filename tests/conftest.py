@@ -16,7 +16,7 @@ if os.environ.get('PYTEST_XDIST_WORKER'):  # several test processes share the co
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / 'shared' / 'data'  # real text beside the checkout (absent in a user's clone)
 sys.path.insert(0, str(REPO))
-from configurator import script_defaults  # noqa: E402
+from configurator import read_settings  # noqa: E402
 
 # a tiny model that trains in well under a second per iteration on a CPU
 TINY = ['--device=cpu', '--compile=False', '--n_layer=2', '--n_head=2', '--n_embd=32', '--block_size=16',
@@ -89,8 +89,8 @@ def char_data(tmp_path):
 
 
 def script_keys(script):
-    """A script's config keys and defaults, as the configurator reads them from its --help."""
-    return script_defaults(str(REPO / script))
+    """A script's config keys and defaults, as the configurator reads them (configurator.read_settings)."""
+    return read_settings(str(REPO / script))
 
 
 @pytest.fixture(scope='session')

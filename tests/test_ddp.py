@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from conftest import REPO, SAMPLE_TEXT, TINY, run, run_here, script_env
-from model import load_checkpoint
+from common import load_checkpoint
 
 FSDP = '--parallel=fsdp'
 STEPS = ['--max_iters=6', '--eval_interval=6', '--lr_decay_iters=6', '--log_interval=3']

@@ -37,7 +37,7 @@ import pytest
 import torch
 
 from conftest import REPO, SAMPLE_TEXT, TINY, run, run_here, script_env
-from model import load_checkpoint, save_checkpoint
+from common import load_checkpoint, save_checkpoint
 
 # an uninterrupted run of 100 iterations; dropout, so that the torch RNG must be restored too
 CURVE = ['--max_iters=100', '--eval_interval=10', '--lr_decay_iters=100', '--dropout=0.1']
@@ -189,13 +189,13 @@ def size(path):
 
 
 def test_killing_the_writer_mid_save_leaves_a_readable_checkpoint(tmp_path):
-    path, tmp = tmp_path / 'last.pt', tmp_path / 'last.pt.tmp'
-    writer = (f"import sys, torch; sys.path.insert(0, {str(REPO)!r}); from model import save_checkpoint\n"
+    path = tmp_path / 'last.pt'
+    writer = (f"import sys, torch; sys.path.insert(0, {str(REPO)!r}); from common import save_checkpoint\n"
               f"for i in range(1000):\n"
               f"    save_checkpoint({{'model': {{'w': torch.full((4_000_000,), float(i))}}, 'model_args': {{}}, "
               f"'iter_num': i}}, {str(path)!r})")  # 16 MB each: a write takes a while
     p = subprocess.Popen([sys.executable, '-c', writer])
-    while p.poll() is None and not (path.exists() and size(tmp) > 0):
+    while p.poll() is None and not (path.exists() and any(size(t) > 0 for t in tmp_path.glob('last.pt.tmp*'))):
         time.sleep(0.001)
     p.kill()  # SIGKILL while the next checkpoint is half written
     assert p.wait() == -signal.SIGKILL
@@ -303,7 +303,7 @@ def test_a_checkpoint_with_code_in_it_is_refused(tmp_path, capfd):
 def test_only_load_checkpoint_unpickles_and_meta_files_are_json():
     files = [*REPO.glob('*.py'), *REPO.glob('data/**/*.py'), *REPO.glob('config/**/*.py')]
     sources = {p.relative_to(REPO).as_posix(): p.read_text() for p in files}
-    assert [p for p, text in sources.items() if 'torch.load(' in text] == ['model.py']
+    assert [p for p, text in sources.items() if 'torch.load(' in text] == ['common.py']
     for path, text in sources.items():
         for unsafe in ('weights_only=False', 'allow_pickle=True', 'import pickle', 'np.load('):
             assert unsafe not in text, f"{path}: {unsafe}"

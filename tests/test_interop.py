@@ -15,7 +15,8 @@ import torch
 import hf
 from conftest import SAMPLE_TEXT, as_script
 from data.common import Tokenizer
-from model import GPT, GPTConfig, Int8Linear, load_checkpoint, quantize_int8, save_checkpoint
+from common import load_checkpoint, save_checkpoint
+from model import GPT, GPTConfig, Int8Linear, quantize_int8
 
 GPT2 = {'tokenizer': 'gpt2', 'vocab_size': 50257}
 CHARS = sorted(set(SAMPLE_TEXT))

@@ -11,9 +11,11 @@ import torch.nn as nn
 
 from configurator import parse_config
 from conftest import REPO, run
+from dataflow import trace_model
 from model import (GPT, MLP, CausalMean, CausalSelfAttention, GPTConfig, LayerNorm, NoPositions, RMSNorm, RotaryTable,
                    SwiGLU, WaveNetPair, WindowMLP, model_config, post_norm_plain, post_norm_residual, pre_norm_plain,
-                   pre_norm_residual, trace_model)
+                   pre_norm_residual)
+from optim import configure_adamw
 
 RUNGS = sorted((REPO / 'config' / 'ladder').glob('*.py'))
 VOCAB = {'shakespeare_char': 65, 'shakespeare': 50257, 'names': 27}
@@ -97,7 +99,7 @@ def test_rung_builds_what_its_file_says_with_the_readme_param_count(path, train_
 @pytest.mark.parametrize('path', RUNGS, ids=lambda p: p.stem)
 def test_rung_model_trains_with_finite_loss_and_gradients(path, train_defaults):
     _, model = rung(path, train_defaults, n_embd=32, block_size=16)
-    opt = model.configure_optimizers(0.0, 1e-3, (0.9, 0.99), 'cpu')
+    opt = configure_adamw(model, 0.0, 1e-3, (0.9, 0.99), 'cpu')
     x, y = torch.randint(model.config.vocab_size, (2, 4, 16))
     for _ in range(3):
         _, loss = model(x, y)

@@ -4,7 +4,9 @@ import math
 import pytest
 import torch
 
-from model import GPT, GPTConfig, clean_state_dict, device_setup, eval_sums, peak_flops
+from common import device_setup, peak_flops
+from model import GPT, GPTConfig, clean_state_dict, eval_sums
+from optim import configure_adamw
 
 TINY = dict(block_size=16, vocab_size=11, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
 
@@ -40,7 +42,7 @@ def test_no_information_from_the_future():
 
 def test_overfits_one_batch():
     model = tiny_model()
-    opt = model.configure_optimizers(0.0, 1e-2, (0.9, 0.99), 'cpu')
+    opt = configure_adamw(model, 0.0, 1e-2, (0.9, 0.99), 'cpu')
     torch.manual_seed(1)
     x = torch.randint(11, (4, 16))
     y = torch.randint(11, (4, 16))
@@ -63,7 +65,7 @@ def test_weight_tying_and_param_count():
 
 def test_optimizer_decays_only_matrices():
     model = tiny_model()
-    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95), 'cpu')
+    opt = configure_adamw(model, 0.1, 1e-3, (0.9, 0.95), 'cpu')
     decay, no_decay = opt.param_groups
     assert decay['weight_decay'] == 0.1 and all(p.dim() == 2 for p in decay['params'])
     assert no_decay['weight_decay'] == 0.0 and all(p.dim() == 1 for p in no_decay['params'])

@@ -1,4 +1,4 @@
-"""Muon (model.Muon, GPT.configure_muon, train.py --optim=muon): the documented rule by hand, AdamW for the rest as
+"""Muon (optim.Muon, optim.configure_muon, train.py --optim=muon): the documented rule by hand, AdamW for the rest as
 torch computes it, learning, and checkpoints that resume exactly."""
 import copy
 import io
@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from model import GPT, OPTIMIZERS, GPTConfig, Muon, load_checkpoint, newton_schulz
+from common import load_checkpoint
+from model import GPT, GPTConfig
+from optim import OPTIMIZERS, Muon, configure_adamw, configure_muon, newton_schulz
 from test_faults import assert_error, evals, train
 
 TINY = dict(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16, bias=True, tie_weights=False)
@@ -58,8 +60,8 @@ def test_newton_schulz_is_the_documented_iteration(shape):
 
 def test_muon_groups_and_two_steps_by_hand():
     model = tiny_model()
-    opt = model.configure_muon(**HYPER)
-    assert isinstance(opt, Muon) and OPTIMIZERS['muon'] is GPT.configure_muon
+    opt = configure_muon(model, **HYPER)
+    assert isinstance(opt, Muon) and OPTIMIZERS['muon'] is configure_muon
     muon = {id(p) for g in opt.param_groups if g['use_muon'] for p in g['params']}
     names = {n for n, p in model.named_parameters() if id(p) in muon}
     assert names == {f'blocks.{i}.{m}.weight' for i in range(2) for m in
@@ -86,8 +88,8 @@ def test_muon_groups_and_two_steps_by_hand():
 def test_the_adamw_groups_step_as_torch_adamw():
     model = tiny_model()
     ref = copy.deepcopy(model)
-    opt = model.configure_muon(**HYPER)
-    ref_opt = ref.configure_optimizers(**HYPER)  # torch.optim.AdamW with the same groups and hyperparameters
+    opt = configure_muon(model, **HYPER)
+    ref_opt = configure_adamw(ref, **HYPER)  # torch.optim.AdamW with the same groups and hyperparameters
     for step, lr in enumerate((0.01, 0.005, 0.002)):
         for o in (opt, ref_opt):
             for group in o.param_groups:
@@ -107,7 +109,7 @@ def test_the_adamw_groups_step_as_torch_adamw():
 
 def test_muon_lowers_the_loss_and_resumes_exactly_from_a_weights_only_state_dict():
     model = tiny_model()
-    opt = model.configure_muon(**HYPER)
+    opt = configure_muon(model, **HYPER)
     g = torch.Generator().manual_seed(0)
     batches = [torch.randint(11, (2, 4, 8), generator=g) for _ in range(20)]
 
@@ -131,7 +133,7 @@ def test_muon_lowers_the_loss_and_resumes_exactly_from_a_weights_only_state_dict
     ckpt = torch.load(buffer, weights_only=True)
     resumed_model = GPT(GPTConfig(**TINY))
     resumed_model.load_state_dict(ckpt['model'])
-    resumed_opt = resumed_model.configure_muon(**HYPER)
+    resumed_opt = configure_muon(resumed_model, **HYPER)
     resumed_opt.load_state_dict(ckpt['optimizer'])
     assert steps(resumed_model, resumed_opt, batches[10:]) == straight  # momentum and moments came back
 

