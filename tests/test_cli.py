@@ -84,18 +84,24 @@ def test_space_separated_override_is_recorded_as_an_override(tmp_path, char_data
     assert row['config'] == 'default' and '--max_iters=2' in row['overrides'].split()  # it was recorded as config '2'
 
 
-def test_sample_without_out_dir_takes_the_latest_trained_model(tmp_path, char_data):
-    """Each config writes its own out_dir; sample.py with no --out_dir finds the most recent one and says which."""
-    for name in ('out-first', 'out-second'):
+def test_sample_without_out_dir_takes_out_not_the_latest_trained_model(tmp_path, char_data):
+    """Each config writes its own out_dir; sample.py with no --out_dir takes out/ (a plain `python train.py`'s), even
+    when another was trained after it, and says which; without out/, the error names those that have a checkpoint."""
+    for name in ('out-first', 'out-ladder/08_residual'):
         run('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={name}', '--max_iters=2', '--eval_interval=2',
             cwd=tmp_path)
     args = ['--num_samples=1', '--max_new_tokens=3', '--device=cpu']
+    p = run_here('sample.py', *args, cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr == ("error: no checkpoint at out/best.pt; these hold a best.pt: out-first, "
+                                              "out-ladder/08_residual (pass one with --out_dir=...)\n")
+    (tmp_path / 'out-first').rename(tmp_path / 'out')
+    os.utime(tmp_path / 'out-ladder' / '08_residual' / 'best.pt')  # the latest checkpoint written here: not taken
     p = run('sample.py', *args, cwd=tmp_path)
-    assert p.stderr.startswith('note: sampling from out-second/best.pt, the most recently trained here')
-    os.utime(tmp_path / 'out-first' / 'last.pt')  # out-first trained again
-    assert run('sample.py', *args, cwd=tmp_path).stderr.startswith('note: sampling from out-first/best.pt')
-    p = run_here('sample.py', *args, cwd=tmp_path / 'out-first')
-    assert p.returncode == 1 and 'error: no checkpoint in any out*/ directory here' in p.stderr
+    assert re.fullmatch(r'sampling from out/best\.pt \(iter 2, best val loss [\d.]+\)\n', p.stderr)
+    p = run('sample.py', *args, '--out_dir=out-ladder/08_residual', '--ckpt=last', cwd=tmp_path)
+    assert p.stderr.startswith('sampling from out-ladder/08_residual/last.pt (iter 2, ')
+    p = run_here('sample.py', *args, cwd=tmp_path / 'out')
+    assert p.returncode == 1 and 'train one first (python train.py)' in p.stderr
 
 
 def test_every_config_has_its_own_out_dir():

@@ -1,9 +1,17 @@
-"""sample.py from the command line: cache == reference, streaming, top-p, --show_probs, --attention, bad input."""
+"""sample.py from the command line: which checkpoint, cache == reference, streaming, progress, top-p, --show_probs,
+--attention, bad input."""
+import fcntl
+import os
 import re
+import struct
+import subprocess
+import sys
+import termios
 
 import pytest
+import torch
 
-from conftest import TINY, run, run_here
+from conftest import REPO, TINY, run, run_here, script_env
 
 
 @pytest.fixture(scope='module')
@@ -55,10 +63,103 @@ def test_show_probs_lists_five_candidates_per_token(ckpt_dir):
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
 
 
-def test_attention_map_without_matplotlib_is_ascii(ckpt_dir, tmp_path):
-    out = sample(ckpt_dir, '--start=First', f'--attention={tmp_path / "a.png"}').stdout
-    if 'ASCII' not in out:
-        pytest.skip('matplotlib is installed: a png was written')
+def test_show_probs_names_its_columns_once(ckpt_dir):
+    lines = sample_here(ckpt_dir, '--start=All', '--num_samples=2', '--max_new_tokens=4', '--show_probs').stdout
+    lines = lines.splitlines()
+    first = next(i for i, line in enumerate(lines) if ' <- ' in line)
+    header = "    chosen    then the 5 likeliest candidates, each with its probability (sample 1 of 2)"
+    assert lines[first - 1] == header
+    assert sum('likeliest' in line for line in lines) == 1
+
+
+def test_it_says_which_checkpoint_it_samples_from(ckpt_dir, tmp_path):
+    p = sample_here(ckpt_dir, '--start=All', '--num_samples=1', '--max_new_tokens=2')
+    assert re.fullmatch(rf"sampling from {re.escape(str(ckpt_dir / 'best.pt'))} \(iter 20, best val loss \d\.\d{{4}}\)",
+                        p.stderr.splitlines()[0])
+    bare = torch.load(ckpt_dir / 'best.pt', weights_only=True)  # as an int8 export: no iteration, no val loss
+    torch.save({k: bare[k] for k in ('model', 'model_args', 'tokenizer')}, tmp_path / 'bare.pt')
+    p = sample_here(ckpt_dir, f'--ckpt={tmp_path / "bare.pt"}', '--num_samples=1', '--max_new_tokens=2')
+    assert p.returncode == 0 and p.stderr == f"sampling from {tmp_path / 'bare.pt'}\n"
+
+
+def test_without_a_checkpoint_the_error_names_the_out_dirs_that_have_one(tmp_path):
+    args = ['--device=cpu', '--num_samples=1', '--max_new_tokens=2']
+    p = run_here('sample.py', *args, cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr == ("error: no checkpoint at out/best.pt, nor in any out*/ directory here; "
+                                              "train one first (python train.py) or name one with --ckpt=PATH\n")
+    for d in ('out-names', 'out-ladder/08_residual', 'elsewhere'):
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / 'best.pt').touch()
+    p = run_here('sample.py', *args, cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr == ("error: no checkpoint at out/best.pt; these hold a best.pt: "
+                                              "out-ladder/08_residual, out-names (pass one with --out_dir=...)\n")
+
+
+def test_a_ckpt_that_is_no_name_and_no_file_is_one_clear_error(ckpt_dir):
+    p = sample_here(ckpt_dir, '--ckpt=latest')
+    assert p.returncode == 1
+    assert p.stderr == "error: --ckpt=latest is not 'best', 'last' or a path to a checkpoint file\n"
+
+
+def test_several_samples_show_a_progress_bar_on_a_terminal_only(ckpt_dir):
+    args = ['--start=First', '--num_samples=2', '--max_new_tokens=30']
+    piped = sample(ckpt_dir, *args).stderr
+    assert '\r' not in piped and '30/30' not in piped  # a log file gets no bar
+    terminal, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 100, 0, 0))  # 24 lines of 100 columns, not 0 x 0
+    p = subprocess.Popen([sys.executable, REPO / 'sample.py', f'--out_dir={ckpt_dir}', '--device=cpu', *args], cwd=REPO,
+                         env=script_env(), stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    out = p.communicate(timeout=300)[0].decode()
+    err = b''
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the program has ended and everything it wrote was read
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(terminal)
+    assert p.returncode == 0 and len(bodies(out)) == 2
+    assert re.search(r'2 samples: 100%.*\| 30/30 ', err.decode()), err  # the bar counted every new token
+
+
+def test_attention_png_labels_every_map_with_the_prompt_tokens(ckpt_dir, tmp_path):
+    pytest.importorskip('matplotlib')
+    from common import pyplot
+    plt = pyplot()
+    before = set(plt.get_fignums())
+    p = sample_here(ckpt_dir, '--start=Fi r\nst', f'--attention={tmp_path / "a.png"}')
+    assert p.returncode == 0 and (tmp_path / 'a.png').stat().st_size > 0, p.stderr
+    fig = plt.figure(*(set(plt.get_fignums()) - before))
+    try:
+        maps = [ax for ax in fig.axes if ax.images]
+        assert len(maps) == 2 * 2  # 2 layers x 2 heads in the TINY model
+        tokens = ['F', 'i', '␣', 'r', '⏎', 's', 't']
+        for ax in maps:
+            assert [t.get_text() for t in ax.get_xticklabels()] == tokens  # the token attended to
+            assert [t.get_text() for t in ax.get_yticklabels()] == tokens  # the query token
+            assert all(t.get_rotation() == 90 for t in ax.get_xticklabels())
+        colorbar, = [ax for ax in fig.axes if not ax.images]
+        assert colorbar.get_ylabel() == 'attention probability' and colorbar.get_ylim() == (0, 1)
+        title = fig.get_suptitle()
+        expected = (f"attention of {ckpt_dir / 'best.pt'} on 7 prompt tokens: row = query token, column = the token "
+                    f"it attends to")
+        assert ''.join(title.split()).startswith(''.join(expected.split()))  # wrapped to fit: line breaks anywhere
+        box = next(t for t in fig.texts if t.get_text() == title).get_window_extent()
+        assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height  # the title fits in the figure
+        assert float(maps[0].images[0].get_array()[0, 1].filled(-1)) == -1  # a later token is masked: blank
+    finally:
+        plt.close(fig)
+
+
+def test_attention_map_without_matplotlib_is_ascii(ckpt_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'matplotlib', None)  # import matplotlib raises ImportError: as if not installed
+    out = sample_here(ckpt_dir, '--start=First', f'--attention={tmp_path / "a.png"}').stdout
+    assert out.startswith(f"attention of {ckpt_dir / 'best.pt'} on 5 prompt tokens: row = query token, column = the "
+                          f"token it attends to")
+    assert 'ASCII' in out and not (tmp_path / 'a.png').exists()
     assert out.count('layer ') == 2 * 2  # 2 layers x 2 heads in the TINY model
     rows = [line for line in out.splitlines() if line.startswith("     '")]
     assert rows[0].endswith("'F' @    ")  # the first token can only attend to itself
