@@ -2,7 +2,7 @@
 import pytest
 
 from configurator import ConfigError, format_help, parse_config
-from conftest import run, run_here
+from conftest import REPO, run, run_here
 
 DEFAULTS = {'batch_size': 12, 'learning_rate': 6e-4, 'compile': True, 'dataset': 'openwebtext',
             'device': None, 'lr_decay_iters': None, 'init_from': 'scratch'}
@@ -110,3 +110,99 @@ def test_cli_errors_are_one_line_and_fail():
 def test_cli_help_lists_keys():
     p = run('train.py', '--help')
     assert 'batch_size' in p.stdout and 'learning_rate' in p.stdout and 'compile' in p.stdout
+
+
+# --help's descriptions: the comment beside each key in the script (configurator.read_descriptions); imported in each
+# test, so that the tests above still run where the configurator has none
+SOURCE = '''"""A script's settings."""
+import os
+
+batch_size = 32  # sequences per micro-batch. A second sentence
+init_from = 'scratch'  # 'scratch' or 'resume': the first line
+# the second line, not indented
+    # a third, indented
+seed = 1337
+# data: a section header below a key without a comment is not its description
+dataset = 'x#y'  # a '#' in the value is no comment
+n_head = 4  # heads
+# -----------------------------------------------------------------------------
+n_embd = 8
+
+
+class Config:
+    n_kv_head: Optional[int] = None  # key/value heads: None = n_head
+    window: int = 3
+'''
+
+
+def test_descriptions_are_read_from_the_comments_beside_the_keys(tmp_path):
+    from configurator import read_descriptions
+    path = tmp_path / 'script.py'
+    path.write_text(SOURCE)
+    d = read_descriptions(str(path))
+    assert d['batch_size'] == 'sequences per micro-batch. A second sentence'
+    assert d['init_from'] == "'scratch' or 'resume': the first line\nthe second line, not indented\na third, indented"
+    assert d['seed'] == '' and d['n_embd'] == ''  # keys without a comment; a header below one is not its text
+    assert d['dataset'] == "a '#' in the value is no comment"
+    assert d['n_head'] == 'heads'  # a `# ---` rule ends the lines below a key
+    assert d['n_kv_head'] == 'key/value heads: None = n_head' and d['window'] == ''  # dataclass fields
+    assert 'os' not in d
+    assert read_descriptions(str(path), within='Config') == {'n_kv_head': d['n_kv_head'], 'window': ''}
+    assert read_descriptions(str(tmp_path / 'missing.py')) == {}
+    (tmp_path / 'broken.py').write_text("x = (  # never closed\n")
+    assert read_descriptions(str(tmp_path / 'broken.py')) == {}
+
+
+def test_help_gives_each_key_one_line_of_its_description_aligned_and_cut():
+    descriptions = {'batch_size': 'sequences per micro-batch. A second sentence', 'learning_rate': 'word ' * 60,
+                    'compile': 'the first line\nthe second line', 'dataset': ''}
+    text = format_help(DEFAULTS, 'train.py', descriptions)
+    lines = {line.split()[0][2:]: line for line in text.splitlines() if line.startswith('  --')}
+    assert list(lines) == list(DEFAULTS)
+    assert lines['batch_size'].endswith('   sequences per micro-batch.')  # the first sentence
+    assert lines['compile'].endswith('   the first line')  # the first line
+    assert len(lines['learning_rate']) <= 120 and lines['learning_rate'].endswith('…')
+    assert lines['dataset'] == f"  --{'dataset':<{max(map(len, DEFAULTS))}} = 'openwebtext'"  # as without descriptions
+    assert len({line.index(descriptions[k].split()[0]) for k, line in lines.items() if descriptions.get(k)}) == 1
+
+
+def test_configure_help_reads_the_calling_script_and_survives_a_missing_file(tmp_path, capsys):
+    from configurator import configure
+    path = tmp_path / 'script.py'
+    path.write_text("steps = 5  # optimizer steps to time\nlabel = 'a'\n")
+    for namespace in ({'__file__': str(path), 'steps': 5, 'label': 'a'},
+                      {'__file__': str(tmp_path / 'gone.py'), 'steps': 5, 'label': 'a'}, {'steps': 5, 'label': 'a'}):
+        with pytest.raises(SystemExit) as e:
+            configure(namespace, ['--help'])
+        assert e.value.code == 0
+        lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith('  --')]
+        assert lines[1] == "  --label = 'a'"
+        assert lines[0].endswith('optimizer steps to time') == (namespace.get('__file__') == str(path))
+
+
+def help_lines(script):
+    """{key: its line} of the keys section of `script --help`, run in this process."""
+    p = run_here(script, '--help')
+    assert p.returncode == 0, p.stderr
+    return {line.split()[0][2:]: line for line in p.stdout.splitlines() if line.startswith('  --')}
+
+
+def test_train_help_describes_the_keys_in_one_line_each(train_defaults):
+    lines = help_lines('train.py')
+    assert list(lines) == list(train_defaults)
+    assert all(len(line) <= 120 for line in lines.values())
+    assert 'key/value heads' in lines['n_kv_head']  # a GPTConfig field: model.py's comment
+    assert 'longest context' in lines['block_size']  # no comment in train.py: model.py's
+    from configurator import read_descriptions
+    described = {k: v for k, v in read_descriptions(str(REPO / 'train.py')).items() if v and k in lines}
+    assert 'eval_iters' in described and 'init_from' in described  # same-line; and with a line below it
+    for key, text in described.items():  # each comment's first words, after the default
+        assert lines[key].split(' = ', 1)[1].split(None, 1)[1].startswith(text.split()[0]), key
+
+
+def test_bench_help_describes_the_keys_it_takes_from_train_py():
+    lines = help_lines('bench.py')
+    assert 'torch.compile on CUDA' in lines['compile']  # train.py's comment: bench.py takes the key from train.py
+    assert 'key/value heads' in lines['n_kv_head']
+    assert 'untimed steps first' in lines['warmup_steps']  # bench.py's own
+    assert all(len(line) <= 120 for line in lines.values())
