@@ -154,9 +154,8 @@ def test_tinystories_default_source_is_the_hub(monkeypatch, tmp_path):
     fake = datasets.DatasetDict({'train': datasets.Dataset.from_dict({'text': STORIES}),
                                  'validation': datasets.Dataset.from_dict({'text': [' The end.\n']})})
     monkeypatch.setattr(datasets, 'load_dataset', lambda name: {'roneneldan/TinyStories': fake}[name])
-    spec = importlib.util.spec_from_file_location('tinystories_prepare', REPO / 'data' / 'tinystories' / 'prepare.py')
-    prepare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(prepare)
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')  # no probe of the hub: the fake dataset answers
+    prepare = tinystories_prepare()
     splits = prepare.hub_splits()
     assert list(splits['train']) == STORIES and list(splits['val']) == ['The end.']
 
@@ -164,7 +163,38 @@ def test_tinystories_default_source_is_the_hub(monkeypatch, tmp_path):
     p = subprocess.run([sys.executable, REPO / 'data' / 'tinystories' / 'prepare.py', '--out_dir', tmp_path / 'out'],
                        env=env, capture_output=True, text=True, timeout=120)
     assert_one_line_error(p, 'cannot load roneneldan/TinyStories from the Hugging Face hub')
-    assert 'give local files with --source' in p.stderr
+    assert 'resolve/main/TinyStories-valid.txt (19 MB' in p.stderr
+    assert 'data/tinystories/ and run this again' in p.stderr
+
+
+def tinystories_prepare():
+    spec = importlib.util.spec_from_file_location('tinystories_prepare', REPO / 'data' / 'tinystories' / 'prepare.py')
+    prepare = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(prepare)
+    return prepare
+
+
+def test_tinystories_offline_says_at_once_what_to_download_and_takes_it_from_beside_the_script(monkeypatch, tmp_path):
+    """No hub: one line at once (not after the hub's retries) naming the file to download and where it goes; once
+    it is there, the plain command prepares it."""
+    prepare = tinystories_prepare()
+    monkeypatch.setitem(sys.modules, 'tinystories_prepare', prepare)  # its tokenizer processes find it by name
+    monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+
+    def unreachable(*args, **kwargs):
+        raise OSError(-2, 'Name or service not known')
+    monkeypatch.setattr(prepare.socket, 'create_connection', unreachable)
+    monkeypatch.setattr(prepare, 'HERE', str(tmp_path))
+    monkeypatch.setattr(sys, 'argv', ['prepare.py', '--out_dir', str(tmp_path / 'out'), '--workers', '1'])
+    with pytest.raises(SystemExit) as e:
+        prepare.main()
+    assert str(e.value) == (f"error: the Hugging Face hub cannot be reached (Name or service not known); offline, "
+                            f"download {prepare.DOWNLOAD}/TinyStories-valid.txt (19 MB; TinyStories-train.txt, 1.9 GB, "
+                            f"for the whole set) into {tmp_path}/ and run this again, or give any text with --source")
+    (tmp_path / 'TinyStories-valid.txt').write_text('\n<|endoftext|>\n'.join(STORIES * 20))
+    prepare.main()
+    meta, train, val = prepared(tmp_path / 'out')
+    assert len(train) > 0 and len(val) > 0 and str(tmp_path / 'TinyStories-valid.txt') in meta['source']
 
 
 @pytest.mark.skipif(not (SHARED_DATA / 'tinystories' / 'valid_head.txt').exists(), reason='needs ../shared/data')

@@ -2,7 +2,7 @@
 TinyStories (Eldan & Li 2023) with GPT-2 BPE: writes train.bin, val.bin (token ids, an <|endoftext|> after
 each story) and meta.json beside this script, or in --out_dir.
 
-    python data/tinystories/prepare.py    # the Hugging Face dataset roneneldan/TinyStories (needs the internet)
+    python data/tinystories/prepare.py    # TinyStories-*.txt beside this script, else the Hugging Face dataset
     python data/tinystories/prepare.py --source TinyStories-train.txt TinyStories-valid.txt
     python data/tinystories/prepare.py --source my_stories.txt --tokenizer cl100k_base   # any UTF-8 text, offline
 
@@ -11,6 +11,9 @@ TinyStories-train.txt and -valid.txt; a file without any is split at blank lines
 with a "text" field) or .parquet (a "text" column, as in the dataset's parquet files). Files with val, valid or
 validation in their name make the validation split, the others the training split; when only one of the two is
 there, its last --val_fraction (from a story boundary on) becomes the validation split.
+Offline (no Hugging Face hub): download TinyStories-valid.txt (19 MB; and TinyStories-train.txt, 1.9 GB, for the
+whole set) from https://huggingface.co/datasets/roneneldan/TinyStories/tree/main into data/tinystories/, then run
+the first command: it takes the files it finds there.
 --workers processes tokenize; the ids stream to the .bin files, so the 1.9 GB train file is never held in memory.
 """
 import argparse
@@ -19,6 +22,7 @@ import itertools
 import json
 import os
 import re
+import socket
 import sys
 import time
 from collections import deque
@@ -32,6 +36,8 @@ from data.common import (Tokenizer, already_prepared, begin_rewrite, bpe_tokeniz
                          token_dtype, write_atomic, write_meta)
 
 FORMATS = ('.txt', '.jsonl', '.json', '.parquet')
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOWNLOAD = 'https://huggingface.co/datasets/roneneldan/TinyStories/resolve/main'  # the published .txt files
 VAL_NAME = re.compile(r'(?<![a-z])val(id(ation)?)?(?![a-z])')  # TinyStories-valid.txt, validation-00000-of-1.parquet
 BATCH = 256  # stories per task sent to a worker
 
@@ -102,13 +108,21 @@ def local_splits(sources):
 
 
 def hub_splits():
-    """The train and validation splits of roneneldan/TinyStories on the Hugging Face hub (downloaded once, ~1 GB)."""
+    """The train and validation splits of roneneldan/TinyStories on the Hugging Face hub (downloaded once, ~1 GB).
+    Offline, at once (not after the hub's retries): one line that says what to download and where it goes."""
+    offline = (f"offline, download {DOWNLOAD}/TinyStories-valid.txt (19 MB; TinyStories-train.txt, 1.9 GB, for the "
+               f"whole set) into {HERE}/ and run this again, or give any text with --source")
+    try:
+        if os.environ.get('HF_HUB_OFFLINE') != '1':
+            socket.create_connection(('huggingface.co', 443), timeout=3).close()
+    except OSError as e:
+        sys.exit(f"error: the Hugging Face hub cannot be reached ({e.strerror or type(e).__name__}); {offline}")
     try:
         import datasets
         ds = datasets.load_dataset('roneneldan/TinyStories')
-    except Exception as e:  # no `datasets`, no internet, ...
+    except Exception as e:  # no `datasets`, a failed download, ...
         sys.exit(f"error: cannot load roneneldan/TinyStories from the Hugging Face hub ({type(e).__name__}: {e}); "
-                 f"offline, give local files with --source")
+                 f"{offline}")
     return {split: (text.strip() for batch in ds[name].iter(batch_size=1024) for text in batch['text'])
             for split, name in (('train', 'train'), ('val', 'validation'))}
 
@@ -165,7 +179,7 @@ def carve_val(train_path, val_path, fraction, eot, dtype):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = HERE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--source', nargs='+', help='local .txt / .jsonl / .json / .parquet files or folders '
                         '(default: the Hugging Face dataset)')
@@ -180,6 +194,10 @@ def main():
         sys.exit(f"error: --workers must be >= 1, got {args.workers}")
     tok = bpe_tokenizer(args.tokenizer)
     os.makedirs(args.out_dir, exist_ok=True)
+    beside = sorted(glob.glob(os.path.join(here, 'TinyStories-*.txt')))  # the published files, downloaded by hand
+    if not args.source and beside:
+        log(f"source: {', '.join(beside)} (the files beside this script)")
+        args.source = beside
 
     if args.source:
         files = local_splits(args.source)
