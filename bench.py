@@ -65,21 +65,21 @@ globals().update({k: TRAIN[k] for k in ('data_dir', 'dataset', 'batch_size', 'bl
                                         'dtype', 'compile', 'compile_mode', 'device_peak_flops',
                                         *(f.name for f in fields(GPTConfig)))})
 # train
-learning_rate = 1e-3
+learning_rate = 1e-3  # the optimizer's (timing does not depend on it)
 warmup_steps = 5  # untimed steps first (compilation, allocator warm-up)
-steps = 20
+steps = 20  # timed steps
 profile = False  # then a few more steps under torch.profiler: a trace, the top kernels, time by category
 profile_dir = 'bench_profile'  # where --profile writes trace.json
 compare = ''  # config files and --key=value overrides (one string) that make a second setup B to time against this one
 compare_rounds = 3  # --compare: A, B, A, B, ... this many times each; the median ms/iter of each is kept
 # sample and int8
 out_dir = ''  # a checkpoint directory from train.py; '' = a randomly initialised model of the config above
-ckpt = 'best'
+ckpt = 'best'  # 'best', 'last', or a path to a .pt file
 init_from = 'scratch'  # a GPT-2 name or a Hugging Face folder: those weights instead (as train.py; 'resume': out_dir's)
-num_samples = 5
-max_new_tokens = 500
-temperature = 0.8
-top_k = 200
+num_samples = 5  # samples generated at once
+max_new_tokens = 500  # tokens per sample
+temperature = 0.8  # as sample.py
+top_k = 200  # as sample.py
 # int8
 eval_iters = 20  # val batches of batch_size x block_size for the loss of each
 int8_rounds = 3  # sampling timed float, int8, float, int8, ...: the median of each
@@ -179,6 +179,8 @@ def train_setup(s):
             optimizer.zero_grad(set_to_none=True)
         return loss
 
+    print(f"warm-up: {s['warmup_steps']} untimed steps{' (the first compiles: a minute or more)' if compiled else ''}",
+          flush=True)
     train_steps(s['warmup_steps'])
     return dict(s=s, model=model, optimizer=optimizer, X=X, Y=Y, system=system, compiled=compiled,
                 train_steps=train_steps, runs=[])
@@ -298,7 +300,9 @@ def profile_steps(t, ms_per_iter, wait=1, warmup=2, active=3):
 
 if bench == 'train':
     setups = [train_setup(s) for s in (config, config_b) if s]
-    for _ in range(compare_rounds if compare else 1):  # in turn, so that drift (clocks, other jobs) hits both alike
+    rounds = compare_rounds if compare else 1
+    print(f"timing: {rounds} x {len(setups)} x {steps} steps", flush=True)
+    for _ in range(rounds):  # in turn, so that drift (clocks, other jobs) hits both alike
         for t in setups:
             t['runs'].append(time_steps(t, [u for u in setups if u is not t]))
     results = [report(t) for t in setups]  # (ms/iter, tokens/s) each

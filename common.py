@@ -6,6 +6,7 @@ a script's way of failing (one line, 'error: ...'). The model is in model.py, th
 import csv
 import os
 import sys
+import time
 from contextlib import nullcontext
 from typing import NamedTuple
 
@@ -123,17 +124,58 @@ class System(NamedTuple):
 def device_setup(device=None, dtype=None):
     """The one rule of train.py, sample.py and bench.py. device None: cuda, then mps, then cpu. dtype None: bfloat16
     on CUDA where supported, else float16 (train.py adds a GradScaler); float32 elsewhere. float32 matmuls on CUDA
-    use TF32 tensor cores. A dtype other than these three is a ValueError."""
+    use TF32 tensor cores. A device that is not one of these or not here, or another dtype, is a ValueError. On the
+    CPU, the number of threads follows cpu_threads()."""
     if device is None:
         device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
-    device_type = 'cuda' if device.startswith('cuda') else 'mps' if device.startswith('mps') else 'cpu'
+    device_type = device.split(':')[0]
+    if device_type not in ('cpu', 'cuda', 'mps') or device_type != 'cuda' and device != device_type or \
+            device_type == 'cuda' and not (device == 'cuda' or device[5:].isdigit()):
+        raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got '{device}'")
+    if device_type == 'cuda' and not torch.cuda.is_available():
+        why = "this PyTorch is a CPU build" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ValueError(f"device '{device}' is not available: {why}; use --device=cpu")
+    if device_type == 'cuda' and device != 'cuda' and int(device[5:]) >= torch.cuda.device_count():
+        raise ValueError(f"device '{device}' is not available: {torch.cuda.device_count()} CUDA GPUs here")
+    if device_type == 'mps' and not torch.backends.mps.is_available():
+        raise ValueError(f"device 'mps' is not available here (Apple silicon only); use --device=cpu")
     if dtype is None:
         dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device_type == 'cuda' else 'float32'
     ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}.get(dtype)
     if ptdtype is None:
         raise ValueError(f"dtype must be float32, bfloat16 or float16, got '{dtype}'")
+    if device_type == 'cpu':
+        torch.set_num_threads(cpu_threads())
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     ctx = nullcontext() if dtype == 'float32' else torch.autocast(device_type=device_type, dtype=ptdtype)
     name = torch.cuda.get_device_name(device) if device_type == 'cuda' else device_type
     return System(device, device_type, dtype, ctx, name)
+
+
+def busy_cores(seconds=0.2):
+    """How many of this machine's cores other programs keep busy now: the CPU time the whole machine spent over
+    `seconds` (from /proc/stat, while this process waits), in cores; the 1-minute load average where there is no
+    /proc/stat (macOS)."""
+    def ticks():
+        with open('/proc/stat') as f:
+            values = [int(v) for v in f.readline().split()[1:]]  # user nice system idle iowait irq softirq steal ...
+        return sum(values) - values[3] - values[4], sum(values)  # busy, all
+    try:
+        busy0, all0 = ticks()
+        time.sleep(seconds)
+        busy1, all1 = ticks()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, 'getloadavg') else 0.0
+    return (busy1 - busy0) / max(1, all1 - all0) * os.cpu_count()
+
+
+def cpu_threads():
+    """PyTorch's threads on the CPU: OMP_NUM_THREADS when it is set; else the cores that this process may use and no
+    other program keeps busy, at least 1. PyTorch's default takes every core, and when another program runs on
+    them its threads wait for each other: on 2 cores with a second training run, 3-13x slower than one thread
+    (docs/benchmarks.md)."""
+    if os.environ.get('OMP_NUM_THREADS'):
+        return torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    return max(1, min(cores, torch.get_num_threads(), round(cores - busy_cores())))

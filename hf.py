@@ -270,6 +270,9 @@ def save(checkpoint, folder):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     save_file(hf_state, os.path.join(tmp, 'model.safetensors'), metadata={'format': 'pt'})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(os.path.join(tmp, 'model.safetensors'), 0o666 & ~umask)  # safetensors writes 0600; as any file, 0644
     eot = None if tokenizer['tokenizer'] == 'char' else Tokenizer(tokenizer).eot
     write_json(os.path.join(tmp, 'config.json'), hf_config(fmt, c, eot))
     write_json(os.path.join(tmp, TOKENIZER_FILE), tokenizer)

@@ -19,6 +19,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import textwrap
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from queue import Queue
 
@@ -99,7 +100,8 @@ def train(rung, seed, slot):
     cfg = settings[rung]
     max_iters = tokens // cfg['tokens_per_step']
     cmd = [sys.executable, os.path.join(here, 'train.py'), os.path.join(ladder_dir, rung + '.py'), f'--seed={seed}',
-           f'--max_iters={max_iters}', f'--eval_interval={max(1, max_iters // evals)}', f'--out_dir={d}']
+           f'--max_iters={max_iters}', f'--eval_interval={max(1, max_iters // evals)}', f'--out_dir={d}',
+           '--overwrite=True']  # a run that was cut off starts over
     cmd += [f'--eval_iters={eval_iters}'] * (eval_iters is not None) + [f'--device={device}'] * (device is not None)
     cmd += ['--grad_norms=True'] * (rung in grad_norm_rungs.split(','))
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED='1')
@@ -177,13 +179,21 @@ def plot(rows):
     fig.tight_layout()
     fig.savefig(os.path.join(out, 'bpb.png'), dpi=100)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for rung in [r for r in curves.split(',') if r in names]:
+    fig, ax = plt.subplots(figsize=(6, 5))
+    shown = [r for r in curves.split(',') if r in names]
+    for rung in shown:
         xs, ys = mean_curve(rung, [int(row['seed']) for row in rows if row['rung'] == rung])
         ax.plot(xs, ys, marker='.', label=rung)
-    ax.set(xlabel='training tokens', ylabel='val bits per byte (mean over seeds)')
+    ax.set(xlabel='training tokens', ylabel='val bits per byte (mean over seeds)',
+           title='val curves of the --curves rungs')
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    left = [r for r in names if r not in shown]  # ran, but not in --curves: said, not dropped in silence
+    missing = [r for r in curves.split(',') if r and r not in names]
+    note = (f"not shown (in bpb.png; --curves to choose): {', '.join(left)}" if left else '') + \
+        (f"{'; ' if left else ''}not run: {', '.join(missing)}" if missing else '')
+    if note:
+        fig.text(0.01, 0.01, textwrap.fill(note, 110), fontsize=6, va='bottom')
+    fig.tight_layout(rect=(0, 0.08 if note else 0, 1, 1))
     fig.savefig(os.path.join(out, 'curves.png'), dpi=100)
     plt.close(fig)
     written = [os.path.join(out, 'bpb.png'), os.path.join(out, 'curves.png')]
@@ -273,9 +283,9 @@ print(f"ladder: {len(selected)} rungs x {seeds} seeds, {tokens:,} tokens per run
 failed = []
 pool = ThreadPoolExecutor(max_workers=procs)
 futures = [pool.submit(work, r, s) for r, s in jobs]
-bar = tqdm(as_completed(futures), total=len(jobs), unit='run', dynamic_ncols=True)
+bar = tqdm(as_completed(futures), total=len(jobs), unit='run', dynamic_ncols=True, disable=not sys.stderr.isatty())
 try:
-    for future in bar:
+    for finished, future in enumerate(bar, 1):
         rung, seed, code, stderr = future.result()
         if code != 0:
             failed.append((rung, seed, code))
@@ -287,6 +297,8 @@ try:
         append_row(results_path, {'rung': rung, 'seed': seed, 'seconds': row['train_seconds'],
                                   **{k: row[k] for k in COLUMNS if k in row}})
         bar.set_postfix_str(f"{rung} seed {seed}: val bpb {row['val_bpb']}")
+        if bar.disable:  # no terminal: a line per finished run instead of the bar
+            print(f"done {finished}/{len(jobs)}: {rung} seed {seed}: val bpb {row['val_bpb']}", flush=True)
 except KeyboardInterrupt:  # the runs in progress had the Ctrl-C too: each saves its last.pt and stops
     pool.shutdown(cancel_futures=True)
     sys.exit(f"stopped: the finished runs are in {results_path}; the same command trains the others")
@@ -298,8 +310,10 @@ text = table(rows)
 with open(os.path.join(out, 'ladder.md'), 'w') as f:
     f.write(text)
 print('\n' + text)
-written = [os.path.join(out, 'ladder.md'), results_path] + plot(rows)
-print(f"wrote {', '.join(written)}")
+pictures = plot(rows)
+written = [os.path.join(out, 'ladder.md'), results_path] + pictures
+print(f"wrote {', '.join(written)}" + ('' if pictures else "; no plots: matplotlib is not installed (pip install "
+                                                           "matplotlib)"))
 if failed:
     which = ', '.join(f"{r} seed {s} (exit {c})" for r, s, c in failed)
     sys.exit(f"error: {len(failed)} of {len(jobs)} runs failed: {which}; their logs: {out}/<rung>/seed<S>/train.log. "

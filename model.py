@@ -32,10 +32,10 @@ CHOICES = {
 class GPTConfig:
     block_size: int = 1024  # longest context
     vocab_size: int = 50304  # GPT-2's 50257 padded up to a multiple of 64 for speed
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    dropout: float = 0.0
+    n_layer: int = 12  # blocks
+    n_head: int = 12  # attention heads (query heads) per block
+    n_embd: int = 768  # the width of the residual stream
+    dropout: float = 0.0  # dropout on embeddings, attention and sublayer outputs while training
     bias: bool = True  # bias in Linear and LayerNorm layers, like GPT-2
     n_kv_head: Optional[int] = None  # key/value heads: None = n_head (MHA), 1 = MQA, in between = GQA
     mixer: str = 'attn'  # how a position sees earlier ones: attn | mean | none | window | wavenet
@@ -48,7 +48,7 @@ class GPTConfig:
     norm_pos: str = 'pre'  # pre (GPT-2, LLaMA) | post (the original transformer)
     residual: bool = True  # residual connections around each sublayer
     pos_emb: str = 'learned'  # none | learned | sinusoidal | rope
-    rope_theta: float = 10000.0
+    rope_theta: float = 10000.0  # RoPE's base: the slowest rotation's period, in positions (x 2 pi)
     tie_weights: bool = True  # share the token embedding with the output layer
     init: str = 'gpt2'  # gpt2: N(0, 0.02), residual projections / sqrt(2 n_layer) | default: PyTorch's own
     qk_norm: bool = False  # RMS-normalise queries and keys before the dot product

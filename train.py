@@ -13,7 +13,7 @@ helpers that use it, then the training loop.
 """
 import time
 
-t_launch = time.time()  # the eval lines' wall time counts from here: imports, compilation and evals included
+_t_launch = time.time()  # the eval lines' wall time counts from here: imports, compilation and evals included
 import contextlib  # noqa: E402 (the imports below count)
 import csv
 import gc
@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import sys
+import textwrap
 from dataclasses import fields
 from types import SimpleNamespace
 
@@ -44,20 +45,21 @@ from dataflow import param_norms, trace_model
 # -----------------------------------------------------------------------------
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
 # I/O
-out_dir = 'out'
-eval_interval = 625
-log_interval = 10
+out_dir = 'out'  # where checkpoints (best.pt, last.pt), evals.csv, results.csv and loss.png go
+eval_interval = 625  # steps between evals (and checkpoints)
+log_interval = 10  # steps between log lines
 eval_iters = 20  # batches per split in each eval; the same batches every time
-eval_only = False
+eval_only = False  # eval the model once (init_from's) and exit, training nothing
 eval_at_start = True  # also eval before the first step (the untrained model, or where a resumed run starts)
 init_from = 'scratch'  # 'scratch', 'resume' (from out_dir/last.pt), or pretrained weights to fine-tune: a GPT-2 name
 # ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl'; needs transformers) or a Hugging Face folder, GPT-2 or Llama (hf.py)
-seed = 1337
+overwrite = False  # a new run (not a resume) into an out_dir that holds checkpoints: False stops, True replaces them
+seed = 1337  # the initial weights, the batches and dropout follow from it
 # data
-data_dir = 'data'
-dataset = 'shakespeare_char'
+data_dir = 'data'  # the folder of the datasets' folders
+dataset = 'shakespeare_char'  # data_dir/<dataset>/ holds train.bin, val.bin, meta.json (data/<dataset>/prepare.py)
 gradient_accumulation_steps = 1  # micro-batches of batch_size per optimizer step, counted over all processes
-batch_size = 32
+batch_size = 32  # sequences per micro-batch (and per eval batch)
 block_size = 64
 data_on_device = None  # hold train.bin and val.bin in device memory; None: on CUDA, if they fit in 2 GiB as int32
 # model
@@ -72,21 +74,21 @@ vocab_size = None  # None: the dataset's vocabulary; larger pads it (50304: GPT-
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
 # optimizer
 optim = 'muon'  # 'muon' (Keller Jordan 2024: Muon for the matrices inside the blocks, AdamW for the rest) or 'adamw'
-learning_rate = 1e-2
-max_iters = 1250
-weight_decay = 0.1
-beta1 = 0.9
-beta2 = 0.99
+learning_rate = 1e-2  # the peak learning rate (after the warmup)
+max_iters = 1250  # optimizer steps in all
+weight_decay = 0.1  # decoupled weight decay of the 2-D weights (x learning_rate per step)
+beta1 = 0.9  # AdamW's betas (and Muon's AdamW part)
+beta2 = 0.99  # AdamW's second-moment decay
 grad_clip = 1.0  # clip gradients at this norm; 0 disables
 ema_decay = 0.0  # > 0: also keep an exponential moving average of the weights (Polyak & Juditsky 1992), which evals
 # measure, best.pt keeps and sample.py reads; training goes on with the trained weights (the checkpoints keep both)
 nan_policy = 'stop'  # a non-finite loss or gradient: 'stop' (exit, save nothing) or 'skip' (skip the step, count it;
 # this decides before every optimizer step, so the CPU waits for the GPU once a step: a little slower on a GPU)
 # learning rate schedule: linear warmup, then cosine decay to min_lr
-decay_lr = True
-warmup_iters = 50
+decay_lr = True  # False: learning_rate throughout, no warmup or decay
+warmup_iters = 50  # steps of linear warmup
 lr_decay_iters = None  # None: max_iters
-min_lr = 1e-4
+min_lr = 1e-4  # the learning rate at the end of the cosine decay
 # system
 device = None  # None: cuda, then mps, then cpu; or 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; float32 off CUDA (TF32 matmuls on CUDA)
@@ -103,7 +105,7 @@ trace = False  # one forward and backward pass of a tiny batch, printed stage by
 grad_norms = False  # at every log line, each block's gradient norm (before clipping) to out_dir/grad_norms.csv
 # experiment tracking (nanoGPT's keys): evals.csv is always written; with wandb_log each of its rows goes to wandb too
 wandb_log = False  # needs wandb (pip install wandb); WANDB_MODE=offline keeps the run on disk for a later wandb sync
-wandb_project = 'mini-gpt'
+wandb_project = 'mini-gpt'  # the wandb project the runs go to
 wandb_run_name = ''  # '' = the name wandb makes up
 # -----------------------------------------------------------------------------
 config = configure(globals())
@@ -118,6 +120,15 @@ if optim not in OPTIMIZERS:
     sys.exit(f"error: optim must be one of {', '.join(OPTIMIZERS)}, got '{optim}'")
 if parallel not in ('ddp', 'fsdp'):
     sys.exit(f"error: parallel must be 'ddp' or 'fsdp', got '{parallel}'")
+bad = [f"{k}={v} (at least {low})" for k, v, low in (
+    ('max_iters', max_iters, 0), ('warmup_iters', warmup_iters, 0), ('eval_interval', eval_interval, 1),
+    ('log_interval', log_interval, 1), ('eval_iters', eval_iters, 1), ('batch_size', batch_size, 1),
+    ('gradient_accumulation_steps', gradient_accumulation_steps, 1)) if v < low]
+bad += [f"{k}={v!r} (True, False, or None: {auto})" for k, v, auto in (
+    ('compile', compile, 'on CUDA'), ('data_on_device', data_on_device, 'on CUDA where it fits'))
+    if v not in (None, True, False)]
+if bad:
+    sys.exit(f"error: {'; '.join(bad)}")
 lr_decay_iters = max_iters if lr_decay_iters is None else lr_decay_iters
 device, device_type, dtype, ctx, device_name = or_exit(device_setup, device, dtype)
 distributed = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun? (rank: over every machine; local: this one)
@@ -222,6 +233,8 @@ if init_from == 'resume':  # every check before anything is written
     model_args = dict(checkpoint['model_args'], dropout=dropout)  # the model is the checkpoint's; dropout may change
     iter_num, best_val_loss = checkpoint['iter_num'], checkpoint['best_val_loss']
     best_val_bpb = checkpoint.get('best_val_bpb', float('nan'))  # checkpoints of before bits per byte have none
+    if master_process:
+        print(f"resuming {last_path} at iter {iter_num:,} (best val {best_val_loss:.4f}), to max_iters={max_iters:,}")
 elif init_from != 'scratch':  # pretrained weights: GPT-2 from the hub, or a Hugging Face folder (hf.py)
     weights = or_exit(hf.load, init_from, block_size)
     theirs = or_exit(hf.tokenizer_of, weights)
@@ -251,6 +264,12 @@ if master_process:  # fail now, not after an hour of training, if checkpoints ca
         os.remove(os.path.join(out_dir, '.write_test'))
     except OSError as e:
         sys.exit(f"error: out_dir '{out_dir}' is not writable ({e.strerror})")
+    trained = [p for p in (last_path, best_path) if os.path.exists(p)]
+    if init_from != 'resume' and not eval_only and trained and not overwrite:  # nothing trained is lost unasked
+        names = ', '.join(os.path.basename(p) for p in trained)
+        sys.exit(f"error: {out_dir} holds the checkpoints of an earlier run ({names}): resume it with "
+                 f"--init_from=resume, start over with --overwrite=True (it replaces them), or train into another "
+                 f"--out_dir")
     if init_from != 'resume' and os.path.exists(evals_path):
         os.remove(evals_path)  # a new run, a new curve (as its checkpoints replace the old ones)
     if os.path.exists(evals_path):
@@ -302,7 +321,8 @@ if master_process:
     print(f"model: {model.config}")
     print(f"params {model.get_num_params(non_embedding=False):,} total | {model.get_num_params():,} "
           f"non-embedding (without lookup tables: the N of 6N) | {model.flops_per_token():,} FLOPs/token "
-          f"| device {device_name} | dtype {dtype} | compile {compile}" + (f" | {parallel}" if distributed else ""))
+          f"| device {device_name} | dtype {dtype} | compile {compile}" + (f" | {parallel}" if distributed else "")
+          + (f" | threads {torch.get_num_threads()}" if device_type == 'cpu' else ""))
     print(f"batch {world_size} processes x {micro_steps} micro-steps x {micro_batch} x {block_size} tokens = "
           f"{tokens_per_iter:,} tokens per optimizer step (gradient_accumulation_steps x batch_size = "
           f"{gradient_accumulation_steps} x {batch_size} sequences, the same for any number of processes)")
@@ -322,7 +342,8 @@ run = SimpleNamespace(
     t_start=None, eval_seconds=0.0,  # when training started (the loop sets it); the seconds spent in evals since
     t_log=None, log_iter=iter_num,  # the log lines' window: their rate is over the steps since (evals left out)
 )
-show_bar = master_process and sys.stderr.isatty()
+show_bar = master_process and sys.stderr.isatty()  # a progress bar on a terminal; log lines go to a file or a pipe
+print_lines = master_process and not (show_bar and sys.stdout.isatty())
 bar = tqdm(total=max_iters, initial=iter_num, disable=not show_bar, dynamic_ncols=True, unit='it')
 
 
@@ -478,7 +499,7 @@ def evaluate_and_checkpoint():
     if paths:
         save(paths)
     if master_process:
-        seconds, wall, val = time.time() - run.t_start, time.time() - t_launch, metrics['val']
+        seconds, wall, val = time.time() - run.t_start, time.time() - _t_launch, metrics['val']
         bar.write(f"eval {run.iter_num:>6} | train {losses['train']:.4f} | val {losses['val']:.4f} | best val "
                   f"{run.best_val_loss:.4f} | val acc {val['acc']:.4f} | val bpb {val['bpb']:.4f} | {wall:.1f} s wall")
         row = {'iter': run.iter_num, 'tokens': run.iter_num * tokens_per_iter, 'seconds': f"{seconds:.2f}",
@@ -545,7 +566,7 @@ def log(loss, lr):
             f"| {1000 * dt:.1f} ms/iter" + (f" | {run.skipped} skipped" if run.skipped else ''))
     if show_bar:
         bar.set_postfix_str(line.split(' | ', 1)[1])
-    else:
+    if print_lines:
         print(line, flush=True)
 
 
@@ -556,10 +577,11 @@ def plot_curves(path, png):
         return None
     with open(path, newline='') as f:
         rows = list(csv.DictReader(f))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for split in ('train', 'val'):
-        ax.plot([int(r['tokens']) for r in rows], [float(r[f'{split}_loss']) for r in rows], label=split)
-    ax.set(xlabel='tokens', ylabel='loss (nats per token)', title=f"{config_name} {overrides}"[:80])
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for split, marker in (('train', 'o'), ('val', 's')):  # markers: a short run has only a few evals
+        ax.plot([int(r['tokens']) for r in rows], [float(r[f'{split}_loss']) for r in rows], marker=marker, label=split)
+    ax.set(xlabel='training tokens', ylabel='loss (nats per token)')
+    ax.set_title(textwrap.fill(f"loss of {config_name} {overrides}".strip(), 70), fontsize=9)  # wrapped: it fits the figure
     ax.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=100)
@@ -678,8 +700,8 @@ try:
             'val_bpb': f"{metrics['val']['bpb']:.4f}",
             'tokens_per_sec': f"{tokens / max(train_seconds - run.eval_seconds, 1e-9):.0f}"})
         png = plot_curves(evals_path, os.path.join(out_dir, 'loss.png'))
-        if png:
-            print(f"loss curves: {png}")
+        print(f"loss curves: {png}" if png else "loss curves: not drawn, matplotlib is not installed (pip install "
+              "matplotlib)")
     if wandb_log and master_process:
         wandb.finish()
 except SystemExit as e:  # stop()'s error line, or a signal's save: leave the process group first, as the end does

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 if os.environ.get('PYTEST_XDIST_WORKER'):  # several test processes share the cores: one thread each, as the scripts
+    os.environ.setdefault('OMP_NUM_THREADS', '1')  # and as scripts run in this process (common.cpu_threads)
     torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -46,7 +46,8 @@ def test_a_bpe_rung_is_timed_at_its_real_size(tmp_path, train_defaults):
 
 
 def test_train_line_arithmetic_and_no_warmup(tmp_path):  # tmp_path: no prepared data, the default 65 characters
-    p = run('bench.py', *TINY, '--steps=3', '--warmup_steps=0', '--device_peak_flops=1e10', f'--data_dir={tmp_path}')  # warmup 0 used to crash
+    p = run('bench.py', *TINY, '--steps=3', '--warmup_steps=0', '--device_peak_flops=1e10',  # warmup 0 used to crash
+            f'--data_dir={tmp_path}')
     m = re.search(r'train \| ([\d,]+) params \| ([\d,]+) FLOPs/token \| .* \| ([\d.]+) ms/iter \| ([\d,]+) tok/s '
                   r'\| mfu ([\d.]+)%', p.stdout)
     params, flops, ms, tok_s, mfu = (float(g.replace(',', '')) for g in m.groups())

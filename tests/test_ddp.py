@@ -154,7 +154,7 @@ def test_a_failed_checkpoint_write_stops_every_rank(tmp_path, char_data):
     out = tmp_path / 'out'
     (out / 'last.pt').mkdir(parents=True)  # the save's rename onto last.pt fails (even for root)
     p = torchrun(2, *TINY, f'--data_dir={char_data}', f'--out_dir={out}', '--max_iters=20', '--eval_interval=5',
-                 timeout=120)  # before the fix, rank 1 waited in its next collective for rank 0, which had exited
+                 '--overwrite=True', timeout=120)  # before the fix, rank 1 waited in its next collective for rank 0, which had exited
     assert p.returncode != 0
     errors = [line for line in p.stderr.splitlines() if line.startswith('error: ')]
     assert errors == [f"error: cannot write {out / 'last.pt'} at iter 5 (Is a directory); the previous one is intact: "

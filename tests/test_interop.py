@@ -2,6 +2,7 @@
 wandb's keys. transformers is imported once for the module, and the scripts run in this process (runpy): an import of
 transformers costs seconds."""
 import copy
+import os
 import csv
 import runpy
 import shutil
@@ -213,8 +214,12 @@ def exported(tf, tmp_path_factory):
 
 @pytest.mark.parametrize('architecture', EXPORTS)
 def test_an_export_loads_in_transformers_with_our_logits(exported, architecture):
-    model, theirs, _, tokenizer = exported[architecture]
+    model, theirs, folder, tokenizer = exported[architecture]
     assert type(theirs).__name__ == architecture and theirs.config.vocab_size == tokenizer['vocab_size']  # cut back
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()} == dict.fromkeys(  # readable as any file
+        (p.name for p in folder.iterdir()), 0o666 & ~umask)
     idx = torch.randint(tokenizer['vocab_size'], (2, 24))
     with torch.no_grad():
         expected = model(idx)[0][..., :tokenizer['vocab_size']]

@@ -66,6 +66,8 @@ def two_seeds(tmp_path_factory, data):
 
 def test_each_rung_and_seed_trains_once_and_the_table_is_their_mean_and_std(two_seeds):
     out, p = two_seeds
+    assert '\r' not in p.stdout + p.stderr  # no progress bar's carriage returns in a log: a line per finished run
+    assert re.search(r'^done 1/\d+: ', p.stdout, re.M)
     rows = csv_rows(out / 'results.csv')
     assert sorted((r['rung'], r['seed']) for r in rows) == sorted((r, s) for r in RUNGS for s in '12')
     for r in rows:  # each row is its run's own, and each run trained the budget once
