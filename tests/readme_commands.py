@@ -26,7 +26,7 @@ SHORTER = {  # prefix of a line -> what is appended: the same command, a CPU-siz
     'python train.py config/ladder/': ' --max_iters=20 --eval_interval=20 --eval_iters=2',
     'python ladder.py --quick': ' --rungs=01_bigram,02_mean --seeds=1 --tokens=40960',
     'python ladder.py --rungs=': ' --tokens=20480 --evals=1 --eval_iters=2',
-    'python ladder.py': ' --quick --rungs=01_bigram --seeds=1 --tokens=20480',
+    'python ladder.py': ' --rungs=01_bigram --seeds=1 --tokens=20480 --evals=1 --eval_iters=2',
 }
 
 
