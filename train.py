@@ -235,6 +235,9 @@ if init_from == 'resume':  # every check before anything is written
     best_val_bpb = checkpoint.get('best_val_bpb', float('nan'))  # checkpoints of before bits per byte have none
     if master_process:
         print(f"resuming {last_path} at iter {iter_num:,} (best val {best_val_loss:.4f}), to max_iters={max_iters:,}")
+    if device_type == 'cpu' and checkpoint.get('cpu_threads') and not os.environ.get('OMP_NUM_THREADS'):
+        torch.set_num_threads(checkpoint['cpu_threads'])  # the threads of the run it continues: the same sums, the
+        # exact curve (OMP_NUM_THREADS chooses otherwise)
 elif init_from != 'scratch':  # pretrained weights: GPT-2 from the hub, or a Hugging Face folder (hf.py)
     weights = or_exit(hf.load, init_from, block_size)
     theirs = or_exit(hf.tokenizer_of, weights)
@@ -452,7 +455,8 @@ def checkpoint_state():
     state = {'model': model_state(model, fsdp), 'optimizer': optimizer_state(model, optimizer, fsdp),
              'scaler': scaler.state_dict(), 'model_args': model_args, 'iter_num': run.iter_num,
              'best_val_loss': run.best_val_loss, 'best_val_bpb': run.best_val_bpb, 'config': config,
-             'tokenizer': tokenizer, 'rng': rng_states(), 'pretrained': pretrained}
+             'tokenizer': tokenizer, 'rng': rng_states(), 'pretrained': pretrained,
+             'cpu_threads': torch.get_num_threads() if device_type == 'cpu' else None}
     if ema is not None:
         with ema.swapped_in():  # one process: state_dict() holds the live tensors, so a copy of them
             state['trained_model'], state['model'] = state['model'], {

@@ -40,7 +40,10 @@ def test_a_new_run_never_replaces_a_trained_model_unasked(tmp_path, char_data):
         one_line_error(p, f"{out} holds the checkpoints of an earlier run (last.pt, best.pt)", '--init_from=resume',
                        '--overwrite=True', '--out_dir')
     assert {p.name: p.stat().st_mtime_ns for p in out.glob('*.pt')} == before  # untouched
-    p = run('train.py', *args, '--init_from=resume', '--max_iters=6', '--eval_interval=6')
+    env = {k: v for k, v in script_env().items() if k != 'OMP_NUM_THREADS'}  # train.py chooses its threads
+    p = subprocess.run([sys.executable, str(REPO / 'train.py'), *map(str, args), '--init_from=resume',
+                        '--max_iters=6', '--eval_interval=6'], cwd=REPO, env=env, capture_output=True, text=True)
+    assert p.returncode == 0 and '| threads 1' in p.stdout  # the threads of the run it continues (OMP_NUM_THREADS=1)
     assert re.search(rf"^resuming {re.escape(str(out / 'last.pt'))} at iter 4 \(best val [\d.]+\), to max_iters=6$",
                      p.stdout, re.M)
     assert run_here('train.py', *args, '--eval_only=True', '--init_from=resume').returncode == 0  # writes nothing
