@@ -1,5 +1,6 @@
 """A newcomer's first hour: what a trained model is protected from, the one-line answers to wrong values, the CPU
 threads on a busy machine, and what a run says (resume point, log lines in files, pictures or why there are none)."""
+import csv
 import fcntl
 import os
 import pty
@@ -18,6 +19,11 @@ from common import pyplot
 from conftest import REPO, TINY, run, run_here, script_env
 
 SHORT = ['--max_iters=4', '--eval_interval=4', '--eval_iters=1']
+
+
+def csv_rows(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
 
 
 def one_line_error(p, *parts):
@@ -46,6 +52,14 @@ def test_a_new_run_never_replaces_a_trained_model_unasked(tmp_path, char_data):
     assert p.returncode == 0 and '| threads 1' in p.stdout  # the threads of the run it continues (OMP_NUM_THREADS=1)
     assert re.search(rf"^resuming {re.escape(str(out / 'last.pt'))} at iter 4 \(best val [\d.]+\), to max_iters=6$",
                      p.stdout, re.M)
+    step = 8 * 16  # tokens per step: batch_size x block_size of TINY
+    first, resumed = csv_rows(out / 'results.csv')  # the tokens each run trained: a resume counts from where it began
+    assert (first['iters'], first['tokens'], resumed['iters'], resumed['tokens']) == ('4', str(4 * step), '6',
+                                                                                      str(2 * step))
+    for r in (first, resumed):  # tokens/s: over the training seconds less the evals' (printed to 0.1 s): at most all
+        assert 0 < int(r['tokens']) / float(r['tokens_per_sec']) <= float(r['train_seconds']) + 0.05
+    assert [(r['iter'], r['tokens']) for r in csv_rows(out / 'evals.csv')] == [('0', '0'), ('4', str(4 * step)),
+                                                                                ('6', str(6 * step))]
     assert run_here('train.py', *args, '--eval_only=True', '--init_from=resume').returncode == 0  # writes nothing
     p = run('train.py', *args, '--overwrite=True')  # asked for: it starts over
     assert 'done 4 iters' in p.stdout and {p.name for p in out.glob('*.pt')} == {'last.pt', 'best.pt'}

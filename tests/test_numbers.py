@@ -1,6 +1,6 @@
 """What the numbers train.py prints and saves mean: the learning rate of every step, the loss of a step taken in
-micro-batches, the gradients they add up to, and the token counts of the CSV files. Each is pinned against hand values
-or against the same quantity computed another way."""
+micro-batches, the gradients they add up to, and the token counts of the CSV files (here and, for a resumed run, in
+test_newcomer.py). Each is pinned against hand values or against the same quantity computed another way."""
 import csv
 import math
 import re
@@ -82,22 +82,3 @@ def test_accumulation_of_k_micro_batches_is_one_batch_k_times_as_large(tmp_path,
         for k in a:
             assert a[k] == pytest.approx(b[k], rel=2e-3), k  # printed to 4 significant digits
     assert result_4['tokens'] == result_1['tokens'] == str(3 * 8 * 16)  # iters x sequences x block_size
-
-
-def test_the_token_counts_of_the_csv_files(tmp_path, char_data):
-    """evals.csv: tokens = iter x tokens per step; results.csv: the tokens this run trained (a resumed run counts
-    from where it started), iters, and tokens/s = those tokens over the training seconds less the evals'."""
-    common = [*TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}', '--gradient_accumulation_steps=3',
-              '--batch_size=2', '--eval_interval=4', '--eval_iters=1']
-    p = run('train.py', *common, '--max_iters=8')
-    step = 3 * 2 * 16
-    assert f"= {step:,} tokens per optimizer step" in p.stdout
-    assert [(int(r['iter']), int(r['tokens'])) for r in rows(tmp_path / 'evals.csv')] == [(0, 0), (4, 4 * step),
-                                                                                        (8, 8 * step)]
-    run('train.py', *common, '--max_iters=12', '--init_from=resume')
-    first, resumed = rows(tmp_path / 'results.csv')
-    assert (int(first['iters']), int(first['tokens'])) == (8, 8 * step)
-    assert (int(resumed['iters']), int(resumed['tokens'])) == (12, 4 * step)  # the 4 steps this run took
-    for r in (first, resumed):
-        assert 0 < float(r['tokens_per_sec']) and int(r['tokens']) / float(r['tokens_per_sec']) <= \
-            float(r['train_seconds']) + 0.05  # training seconds less the evals': at most all of them
