@@ -1,6 +1,6 @@
 """Faults and bad input: one clear error line for every mistake, and no checkpoint ever lost or corrupted.
 
-Where each case is tested (README "When things go wrong" has the table for users):
+Where each case is tested (docs/faults.md has the table for users):
  1, 2  unknown key, wrong type      test_configurator.py: test_unknown_key_names_the_closest_keys,
                                     test_wrong_type_names_key_and_expected_type, test_cli_errors_are_one_line_and_fail
  3     invalid model flags          test_invalid_model_flags_fail_before_anything_is_written
