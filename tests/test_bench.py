@@ -51,6 +51,7 @@ def test_train_line_arithmetic_and_no_warmup(tmp_path):  # tmp_path: no prepared
     m = re.search(r'train \| ([\d,]+) params \| ([\d,]+) FLOPs/token \| .* \| ([\d.]+) ms/iter \| ([\d,]+) tok/s '
                   r'\| mfu ([\d.]+)%', p.stdout)
     params, flops, ms, tok_s, mfu = (float(g.replace(',', '')) for g in m.groups())
+    assert 'warm-up: 0 untimed steps' in p.stdout and 'timing: 1 x 1 x 3 steps' in p.stdout  # no silent minute
     model = GPT(GPTConfig(n_layer=1, n_embd=32, n_head=2, block_size=16, vocab_size=65, bias=False))
     assert params == model.get_num_params(non_embedding=False) and flops == model.flops_per_token()
     assert tok_s == pytest.approx(4 * 16 / (ms / 1000), rel=1e-3 + 0.005 / ms)  # ms is printed to 0.01

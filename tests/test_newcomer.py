@@ -143,3 +143,12 @@ def test_without_matplotlib_a_run_says_why_there_are_no_loss_curves(tmp_path, ch
     p = run_here('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}', *SHORT)
     assert p.returncode == 0 and 'loss curves: not drawn, matplotlib is not installed (pip install matplotlib)' in \
         p.stdout and not (tmp_path / 'loss.png').exists()
+
+
+def test_make_run_installs_what_draws_the_pictures():
+    """make run (setup) installs requirements.txt, which has matplotlib: loss.png, attention maps, ladder plots."""
+    makefile = (REPO / 'Makefile').read_text()
+    assert re.search(r'^\$\(VENV\)/\.installed: requirements\.txt', makefile, re.M) and '-r requirements.txt' in makefile
+    assert re.search(r'^run: setup$', makefile, re.M)
+    packages = [re.split(r'[<=>\s#]', line)[0] for line in (REPO / 'requirements.txt').read_text().splitlines()]
+    assert {'torch', 'numpy', 'tiktoken', 'tqdm', 'matplotlib'} <= set(packages)
