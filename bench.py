@@ -49,7 +49,7 @@ from torch.autograd import DeviceType
 from tqdm import tqdm
 
 import hf
-from common import device_setup, find_checkpoint, load_checkpoint, or_exit, peak_flops
+from common import compile_on, device_setup, find_checkpoint, load_checkpoint, or_exit, peak_flops
 from configurator import ConfigError, configure, parse_config, read_settings
 from data.common import dataset_vocab_size, prepared_meta
 from model import GPT, GPTConfig, model_config, quantize_int8
@@ -136,10 +136,6 @@ def build(s):
     return model.to(system.device), system, source
 
 
-def compiles(s, device_type):
-    return device_type == 'cuda' if s['compile'] is None else s['compile']  # None: on CUDA only
-
-
 def timed(fn, device_type):
     if device_type == 'cuda':
         torch.cuda.synchronize()
@@ -162,7 +158,7 @@ def state_tensors(optimizer):
 def train_setup(s):
     """Settings s ready to time: model, optimizer and batch, warmed up (a dict of what timing and reports use)."""
     model, system, _ = build(s)
-    compiled = compiles(s, system.device_type)
+    compiled = or_exit(compile_on, s['compile'], system.device_type)
     optimizer = OPTIMIZERS[s['optim']](model, 0.1, s['learning_rate'], (0.9, 0.95), system.device_type,
                                        compile=compiled)
     step_model = torch.compile(model, mode=s['compile_mode']) if compiled else model
@@ -314,7 +310,7 @@ if bench == 'train':
 
 elif bench == 'sample':
     model, (device, device_type, dtype, ctx, device_name), source = build(config)
-    compile = compiles(config, device_type)
+    compile = or_exit(compile_on, config['compile'], device_type)
     params = f"{model.get_num_params(non_embedding=False):,} params"
     model.eval()
     prompt = torch.zeros((1, 1), dtype=torch.long, device=device)
@@ -346,7 +342,7 @@ elif bench == 'sample':
 
 else:  # int8 against float: size, val loss, sampling speed
     model, (device, device_type, dtype, ctx, device_name), source = build(config)
-    compile = compiles(config, device_type)
+    compile = or_exit(compile_on, config['compile'], device_type)
     data_path = os.path.join(data_dir, dataset)
     meta = or_exit(prepared_meta, data_path, dataset)  # the val loss is taken on the dataset's val split
     if meta['vocab_size'] > model.config.vocab_size:

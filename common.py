@@ -4,7 +4,10 @@ the GPUs' peak FLOP/s (for MFU), checkpoints (save, load, find), appending to a 
 a script's way of failing (one line, 'error: ...'). The model is in model.py, the optimizers in optim.py.
 """
 import csv
+import functools
+import glob
 import os
+import re
 import sys
 import time
 from contextlib import nullcontext
@@ -51,15 +54,24 @@ def load_checkpoint(path):
     return ckpt
 
 
-
 def find_checkpoint(out_dir, ckpt):
-    """The checkpoint a script reads: out_dir's {ckpt}.pt for ckpt 'best' or 'last', else ckpt itself (a path). A
-    ValueError when there is none, which says how to make one."""
-    path = os.path.join(out_dir, f'{ckpt}.pt') if ckpt in ('best', 'last') else ckpt
-    if not os.path.exists(path):
-        raise ValueError(f"no checkpoint at {path}; train one first (python train.py --out_dir={out_dir or 'out'}) "
-                         f"or name one with --ckpt=PATH")
-    return path
+    """The checkpoint a script reads (sample.py, export.py, bench.py): out_dir's {ckpt}.pt for ckpt 'best' or 'last',
+    else ckpt itself, a path to a file. A ValueError when there is none: it names the out*/ folders here (and one
+    below, as out-ladder/08_residual) that hold a {ckpt}.pt, or else says how to train one."""
+    if ckpt not in ('best', 'last'):
+        if not os.path.isfile(ckpt):
+            raise ValueError(f"--ckpt={ckpt} is not 'best', 'last' or a path to a checkpoint file")
+        return ckpt
+    path = os.path.join(out_dir, f'{ckpt}.pt')
+    if os.path.isfile(path):
+        return path
+    found = sorted(os.path.dirname(p) for p in glob.glob(f'out*/{ckpt}.pt') + glob.glob(f'out*/*/{ckpt}.pt'))
+    if found:
+        raise ValueError(f"no checkpoint at {path}; these hold a {ckpt}.pt: {', '.join(found)} (pass one with "
+                         f"--out_dir=...)")
+    train = 'python train.py' + ('' if out_dir == 'out' else f' --out_dir={out_dir}')
+    raise ValueError(f"no checkpoint at {path}, nor in any out*/ directory here; train one first ({train}) or name "
+                     f"one with --ckpt=PATH")
 
 
 def append_csv(path, row):
@@ -113,6 +125,13 @@ def peak_flops(device_name, dtype):
     return None
 
 
+def compile_on(compile, device_type):
+    """The compile key: True or False, or None for on CUDA only; anything else is a ValueError."""
+    if compile not in (None, True, False):
+        raise ValueError(f"compile={compile!r} (True, False, or None: on CUDA)")
+    return device_type == 'cuda' if compile is None else compile
+
+
 class System(NamedTuple):
     device: str  # 'cpu', 'cuda', 'cuda:1', 'mps'
     device_type: str  # 'cpu', 'cuda' or 'mps'
@@ -129,8 +148,7 @@ def device_setup(device=None, dtype=None):
     if device is None:
         device = 'cuda' if torch.cuda.is_available() else 'mps' if torch.backends.mps.is_available() else 'cpu'
     device_type = device.split(':')[0]
-    if device_type not in ('cpu', 'cuda', 'mps') or device_type != 'cuda' and device != device_type or \
-            device_type == 'cuda' and not (device == 'cuda' or device[5:].isdigit()):
+    if not re.fullmatch(r'cpu|mps|cuda(:\d+)?', device):
         raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got '{device}'")
     if device_type == 'cuda' and not torch.cuda.is_available():
         why = "this PyTorch is a CPU build" if torch.version.cuda is None else "no CUDA GPU is visible"
@@ -138,7 +156,7 @@ def device_setup(device=None, dtype=None):
     if device_type == 'cuda' and device != 'cuda' and int(device[5:]) >= torch.cuda.device_count():
         raise ValueError(f"device '{device}' is not available: {torch.cuda.device_count()} CUDA GPUs here")
     if device_type == 'mps' and not torch.backends.mps.is_available():
-        raise ValueError(f"device 'mps' is not available here (Apple silicon only); use --device=cpu")
+        raise ValueError("device 'mps' is not available here (Apple silicon only); use --device=cpu")
     if dtype is None:
         dtype = ('bfloat16' if torch.cuda.is_bf16_supported() else 'float16') if device_type == 'cuda' else 'float32'
     ptdtype = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}.get(dtype)
@@ -170,6 +188,7 @@ def busy_cores(seconds=0.2):
     return (busy1 - busy0) / max(1, all1 - all0) * os.cpu_count()
 
 
+@functools.cache  # once a process: the same threads for every model it builds, and one look at the machine
 def cpu_threads():
     """PyTorch's threads on the CPU: OMP_NUM_THREADS when it is set; else the cores that this process may use and no
     other program keeps busy, at least 1. PyTorch's default takes every core, and when another program runs on

@@ -153,8 +153,6 @@ class Muon(torch.optim.Optimizer):
             lr=group['lr'], weight_decay=group['weight_decay'], eps=group['eps'], maximize=False)
 
 
-
-
 # ----------------------------------------------------------------------------- schedule and weight average
 def lr_at(it, learning_rate, warmup_iters, decay_iters, min_lr):
     """The learning rate of step it (0-based): a linear warmup over warmup_iters steps up to learning_rate (step

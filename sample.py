@@ -15,9 +15,7 @@ out-ladder/08_residual, ...), and says which on stderr, with its iteration and b
 together in one batch with a key/value cache (--kv_cache=False runs the plain reference path). A single sample streams
 to the terminal as it is produced; several show a progress bar on a terminal.
 """
-import glob
 import math
-import os
 import sys
 import textwrap
 
@@ -25,7 +23,7 @@ import torch
 from tqdm import tqdm
 
 import hf
-from common import device_setup, load_checkpoint, or_exit, pyplot
+from common import device_setup, find_checkpoint, load_checkpoint, or_exit, pyplot
 from configurator import configure
 from data.common import Tokenizer, read_text
 from model import GPT, quantize_int8
@@ -62,31 +60,12 @@ if num_samples < 1 or max_new_tokens < 0:
     sys.exit("error: num_samples must be >= 1 and max_new_tokens >= 0")
 if quantize not in ('', 'int8'):
     sys.exit(f"error: quantize must be '' (float) or 'int8', got '{quantize}'")
-if init_from == 'resume' and ckpt not in ('best', 'last') and not os.path.isfile(ckpt):
-    sys.exit(f"error: --ckpt={ckpt} is not 'best', 'last' or a path to a checkpoint file")
 device, device_type, dtype, ctx, _ = or_exit(device_setup, device, dtype)
 torch.manual_seed(seed)
 
 
-def checkpoint_path():
-    """out_dir's {ckpt}.pt, or ckpt itself when it is a path. When out_dir has none, the error names the out*/
-    directories here (and one below, as out-ladder/08_residual) that hold a {ckpt}.pt."""
-    if ckpt not in ('best', 'last'):
-        return ckpt
-    path = os.path.join(out_dir, f'{ckpt}.pt')
-    if os.path.isfile(path):
-        return path
-    found = sorted(os.path.dirname(p) for p in glob.glob(f'out*/{ckpt}.pt') + glob.glob(f'out*/*/{ckpt}.pt'))
-    if found:
-        sys.exit(f"error: no checkpoint at {path}; these hold a {ckpt}.pt: {', '.join(found)} (pass one with "
-                 f"--out_dir=...)")
-    train = 'python train.py' + ('' if out_dir == 'out' else f' --out_dir={out_dir}')
-    sys.exit(f"error: no checkpoint at {path}, nor in any out*/ directory here; train one first ({train}) or name "
-             f"one with --ckpt=PATH")
-
-
 if init_from == 'resume':
-    source = checkpoint_path()  # what the user is told: which checkpoint this is
+    source = or_exit(find_checkpoint, out_dir, ckpt)  # what the user is told: which checkpoint this is
     checkpoint = or_exit(load_checkpoint, source)
 else:  # pretrained weights, through transformers
     source = f"{init_from} (Hugging Face weights)"

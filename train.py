@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import hf
-from common import append_csv, device_setup, load_checkpoint, or_exit, peak_flops, pyplot, save_checkpoint
+from common import append_csv, compile_on, device_setup, load_checkpoint, or_exit, peak_flops, pyplot, save_checkpoint
 from configurator import configure, split_args
 from data.common import Tokenizer, prepared_meta
 from model import GPT, GPTConfig, clean_state_dict, eval_sums, model_config
@@ -124,13 +124,13 @@ bad = [f"{k}={v} (at least {low})" for k, v, low in (
     ('max_iters', max_iters, 0), ('warmup_iters', warmup_iters, 0), ('eval_interval', eval_interval, 1),
     ('log_interval', log_interval, 1), ('eval_iters', eval_iters, 1), ('batch_size', batch_size, 1),
     ('gradient_accumulation_steps', gradient_accumulation_steps, 1)) if v < low]
-bad += [f"{k}={v!r} (True, False, or None: {auto})" for k, v, auto in (
-    ('compile', compile, 'on CUDA'), ('data_on_device', data_on_device, 'on CUDA where it fits'))
-    if v not in (None, True, False)]
+if data_on_device not in (None, True, False):
+    bad.append(f"data_on_device={data_on_device!r} (True, False, or None: on CUDA where it fits)")
 if bad:
     sys.exit(f"error: {'; '.join(bad)}")
 lr_decay_iters = max_iters if lr_decay_iters is None else lr_decay_iters
 device, device_type, dtype, ctx, device_name = or_exit(device_setup, device, dtype)
+compile = or_exit(compile_on, compile, device_type)
 distributed = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun? (rank: over every machine; local: this one)
 rank, local_rank, world_size, local_world_size = (int(os.environ[k]) for k in (
     'RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE')) if distributed else (0, 0, 1, 1)
@@ -162,7 +162,6 @@ if distributed:
         torch.cuda.set_device(device)
     init_process_group(backend=backend if device_type == 'cuda' else 'gloo')
 peak = device_peak_flops or peak_flops(device_name, dtype)
-compile = device_type == 'cuda' if compile is None else compile
 torch.manual_seed(seed)  # the initial weights: the same on every process (DDP broadcasts rank 0's, FSDP2 does not)
 
 # data: train.bin / val.bin are flat memmaps of token ids written by data/<dataset>/prepare.py
@@ -585,7 +584,7 @@ def plot_curves(path, png):
     for split, marker in (('train', 'o'), ('val', 's')):  # markers: a short run has only a few evals
         ax.plot([int(r['tokens']) for r in rows], [float(r[f'{split}_loss']) for r in rows], marker=marker, label=split)
     ax.set(xlabel='training tokens', ylabel='loss (nats per token)')
-    ax.set_title(textwrap.fill(f"loss of {config_name} {overrides}".strip(), 70), fontsize=9)  # wrapped: it fits the figure
+    ax.set_title(textwrap.fill(f"loss of {config_name} {overrides}".strip(), 70), fontsize=9)  # wrapped to fit
     ax.legend()
     fig.tight_layout()
     fig.savefig(png, dpi=100)

@@ -179,14 +179,13 @@ def carve_val(train_path, val_path, fraction, eot, dtype):
 
 
 def main():
-    here = HERE
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--source', nargs='+', help='local .txt / .jsonl / .json / .parquet files or folders '
                         '(default: the Hugging Face dataset)')
     parser.add_argument('--tokenizer', default='gpt2', help='gpt2 or cl100k_base')
     parser.add_argument('--val_fraction', type=float, default=0.1, help='the end part taken as val when only one split')
     parser.add_argument('--workers', type=int, default=os.cpu_count(), help='tokenizer processes')
-    parser.add_argument('--out_dir', default=here, help='where to write train.bin, val.bin, meta.json')
+    parser.add_argument('--out_dir', default=HERE, help='where to write train.bin, val.bin, meta.json')
     args = parser.parse_args()
     if not 0 < args.val_fraction < 1:
         sys.exit(f"error: --val_fraction must be between 0 and 1, got {args.val_fraction}")
@@ -194,7 +193,7 @@ def main():
         sys.exit(f"error: --workers must be >= 1, got {args.workers}")
     tok = bpe_tokenizer(args.tokenizer)
     os.makedirs(args.out_dir, exist_ok=True)
-    beside = sorted(glob.glob(os.path.join(here, 'TinyStories-*.txt')))  # the published files, downloaded by hand
+    beside = sorted(glob.glob(os.path.join(HERE, 'TinyStories-*.txt')))  # the published files, downloaded by hand
     if not args.source and beside:
         log(f"source: {', '.join(beside)} (the files beside this script)")
         args.source = beside
