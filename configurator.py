@@ -11,15 +11,15 @@ which reads `python script.py [config/x.py ...] [--key=value ...]`:
 - values are coerced to the type of the default (`--lr=1` is a float, `--compile=false` a bool,
   `--dataset=123` stays a string, a None default takes a python literal or else the string);
 - an unknown key or a value of the wrong type is one line naming the key and what was expected;
-- `--help` lists every key with its default and one line of the comment beside it in the script (read_descriptions;
-  keys that come from elsewhere: train.py's comment, then model.py's GPTConfig field's);
+- `--help` lists every key with its default and the comment beside it in the script (read_descriptions; keys that
+  come from elsewhere: train.py's comment, then model.py's GPTConfig field's);
 - read_settings(script) gives another script's keys and defaults without running the rest of it.
 Config files are python and run with full rights: only use config files you trust.
 """
 import ast
 import difflib
+import io
 import os
-import re
 import runpy
 import sys
 import tokenize
@@ -27,7 +27,7 @@ import tokenize
 SIMPLE_TYPES = (bool, int, float, str, type(None))
 TRUE_WORDS, FALSE_WORDS = ('true', 'yes', 'on', '1'), ('false', 'no', 'off', '0')
 SETTINGS_ONLY = '__settings__'  # the run_name under which read_settings runs a script
-HELP_WIDTH = 120  # --help: the longest key line; a description is cut to fit, with '…'
+HELP_WIDTH = 120  # --help: the longest key line; a description is cut to fit, with '...'
 HERE = os.path.dirname(os.path.abspath(__file__))  # where train.py and model.py are: keys a script takes from them
 
 
@@ -155,62 +155,27 @@ def read_settings(script):
     raise RuntimeError(f"{script} never called configure(globals())")
 
 
-def _comments(path):
-    """(source, its lines, {line number: comment text without '#'}) of a python file; tokenize tells comments from a
-    '#' in a string."""
-    with tokenize.open(path) as f:  # honours a coding cookie
-        source = f.read()
-    lines = source.splitlines()
-    comments = {}
-    for tok in tokenize.generate_tokens(iter(source.splitlines(keepends=True)).__next__):
-        if tok.type == tokenize.COMMENT:
-            comments[tok.start[0]] = tok.string.lstrip('#').strip()
-    return source, lines, comments
-
-
 def read_descriptions(path, within=None):
-    """{key: description} from the comments of a python file, without running it: for every module-level
-    `name = value  # text` (and `name: type = value  # text`, dataclass fields, in the body of a module-level class),
-    the text beside it, then the comment-only lines right below it (indented or not; a blank line, a code line or a
-    `# -----` rule ends them), one line each, joined by newlines: the first line is the one beside the key.
-    A key assigned without a comment maps to ''; a later assignment of a key replaces an earlier one's empty text only.
-    within='GPTConfig' reads that class's fields only. A file that is missing or does not parse gives {}.
-    The comment lines below a key may also be a section header that follows it directly (`# data`): --help shows only
-    the first line."""
+    """{key: the comment beside it} for a python file's module-level assignments, `name = value  # text` (within=
+    'GPTConfig': that class's fields, `name: type = value  # text`), without running the file; '' for a key without
+    one, {} for a file that is missing or does not parse. tokenize tells a comment from a '#' inside a string."""
     try:
-        source, lines, comments = _comments(path)
+        with tokenize.open(path) as f:  # honours a coding cookie
+            source = f.read()
+        tokens = tokenize.generate_tokens(io.StringIO(source).readline)
+        comments = {t.start[0]: t.string.lstrip('#').strip() for t in tokens if t.type == tokenize.COMMENT}
         tree = ast.parse(source)
     except (OSError, SyntaxError, ValueError, tokenize.TokenError):  # ValueError: also a bad encoding (UnicodeError)
         return {}
-
-    def text_of(node):
-        first = comments.get(node.end_lineno) or (comments.get(node.lineno) if node.lineno != node.end_lineno else '')
-        if not first:
-            return ''  # a comment below a key without one beside it is a section header, not its description
-        parts, n = [first], node.end_lineno + 1
-        while n <= len(lines) and lines[n - 1].lstrip().startswith('#') and n in comments:
-            if not re.search(r'\w', comments[n]):  # a rule, `# -----`
-                break
-            parts.append(comments[n])
-            n += 1
-        return '\n'.join(parts)
-
-    def names(node):
-        if isinstance(node, ast.Assign):
-            return [t.id for t in node.targets if isinstance(t, ast.Name)]
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            return [node.target.id]
-        return []
-
-    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and (within is None or n.name == within)]
-    statements = [] if within is not None else list(tree.body)
-    statements += [n for c in classes for n in c.body]  # module-level names first: a field never hides one
+    body = tree.body if within is None else [n for c in tree.body if isinstance(c, ast.ClassDef) and c.name == within
+                                             for n in c.body]
     descriptions = {}
-    for node in statements:
-        for name in names(node):
-            text = text_of(node)
-            if text or name not in descriptions:
-                descriptions[name] = text
+    for node in body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) \
+            else []
+        for name in (t.id for t in targets if isinstance(t, ast.Name)):
+            if not descriptions.get(name):  # a later assignment fills in only a missing text
+                descriptions[name] = comments.get(node.end_lineno) or comments.get(node.lineno, '')
     return descriptions
 
 
@@ -225,29 +190,15 @@ def key_descriptions(namespace, keys):
     return {k: own.get(k) or (k not in own and train.get(k)) or model.get(k) or '' for k in keys}
 
 
-ABBREVIATIONS = r'(?<!\be\.g)(?<!\bi\.e)(?<!\betc)(?<!\bvs)(?<!\bcf)'
-
-
-def one_line(description, room):
-    """The first line of a description, up to the end of its first sentence, cut to `room` characters with '…'."""
-    lines = (description or '').strip().splitlines()
-    text = lines[0].strip() if lines else ''
-    end = re.search(ABBREVIATIONS + r'[.!?](?=\s+[A-Z])', text)
-    if end:
-        text = text[:end.end()]
-    if len(text) <= room:
-        return text
-    cut = text[:room - 1]
-    space = cut.rfind(' ')
-    if space > room * 3 // 4:  # end on a word when that loses little
-        cut = cut[:space]
-    return cut.rstrip(' ,;:') + '…'
+def fit(text, room):
+    """text cut to `room` characters at a word's end, with '...' where it was cut."""
+    return text if len(text) <= room else text[:room - 2].rsplit(' ', 1)[0][:room - 3].rstrip(' ,;:') + '...'
 
 
 def format_help(defaults, script, descriptions=None, width=HELP_WIDTH):
     """The --help text: a usage line, then one line per key, `  --key = default   description`, with the keys, the
     defaults (all but the longest ones) and the descriptions aligned; `descriptions` ({key: text}, e.g. from
-    read_descriptions) gives each key one line of its text, cut to keep the line within `width` characters.
+    read_descriptions) gives each key its text, cut to keep the line within `width` characters.
     A default is never cut."""
     descriptions = descriptions or {}
     lines = [f"usage: python {script} [config/file.py ...] [--key=value ...]", "", "keys (default):"]
@@ -260,7 +211,7 @@ def format_help(defaults, script, descriptions=None, width=HELP_WIDTH):
         if descriptions.get(k):
             line = f"{line:<{4 + width_k + 3 + width_v}}   "
             room = width - len(line)
-            text = one_line(descriptions[k], room) if room >= 12 else ''  # fewer: no room to say anything
+            text = fit(descriptions[k], room) if room >= 12 else ''  # fewer: no room to say anything
             line += text
         lines.append(line.rstrip())
     return "\n".join(lines)
@@ -273,11 +224,7 @@ def configure(namespace, argv=None, file_only_keys=()):
         raise SettingsRead(defaults)
     argv = sys.argv[1:] if argv is None else argv
     if any(a in ('-h', '--help') for a in argv):
-        text = format_help(defaults, os.path.basename(sys.argv[0]), key_descriptions(namespace, defaults))
-        try:
-            print(text)
-        except UnicodeEncodeError:  # a terminal without '…'
-            print(text.replace('…', '...'))
+        print(format_help(defaults, os.path.basename(sys.argv[0]), key_descriptions(namespace, defaults)))
         sys.exit(0)
     try:
         config = parse_config(defaults, argv, file_only_keys)

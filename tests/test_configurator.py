@@ -141,27 +141,27 @@ def test_descriptions_are_read_from_the_comments_beside_the_keys(tmp_path):
     path.write_text(SOURCE)
     d = read_descriptions(str(path))
     assert d['batch_size'] == 'sequences per micro-batch. A second sentence'
-    assert d['init_from'] == "'scratch' or 'resume': the first line\nthe second line, not indented\na third, indented"
+    assert d['init_from'] == "'scratch' or 'resume': the first line"  # the comment beside it, not the lines below
     assert d['seed'] == '' and d['n_embd'] == ''  # keys without a comment; a header below one is not its text
     assert d['dataset'] == "a '#' in the value is no comment"
-    assert d['n_head'] == 'heads'  # a `# ---` rule ends the lines below a key
-    assert d['n_kv_head'] == 'key/value heads: None = n_head' and d['window'] == ''  # dataclass fields
-    assert 'os' not in d
-    assert read_descriptions(str(path), within='Config') == {'n_kv_head': d['n_kv_head'], 'window': ''}
+    assert d['n_head'] == 'heads'
+    assert 'os' not in d and 'n_kv_head' not in d  # module level only
+    assert read_descriptions(str(path), within='Config') == {'n_kv_head': 'key/value heads: None = n_head',
+                                                             'window': ''}  # dataclass fields
     assert read_descriptions(str(tmp_path / 'missing.py')) == {}
     (tmp_path / 'broken.py').write_text("x = (  # never closed\n")
     assert read_descriptions(str(tmp_path / 'broken.py')) == {}
 
 
 def test_help_gives_each_key_one_line_of_its_description_aligned_and_cut():
-    descriptions = {'batch_size': 'sequences per micro-batch. A second sentence', 'learning_rate': 'word ' * 60,
-                    'compile': 'the first line\nthe second line', 'dataset': ''}
+    descriptions = {'batch_size': 'sequences per micro-batch', 'learning_rate': 'word ' * 60,
+                    'compile': 'the first line', 'dataset': ''}
     text = format_help(DEFAULTS, 'train.py', descriptions)
     lines = {line.split()[0][2:]: line for line in text.splitlines() if line.startswith('  --')}
     assert list(lines) == list(DEFAULTS)
-    assert lines['batch_size'].endswith('   sequences per micro-batch.')  # the first sentence
-    assert lines['compile'].endswith('   the first line')  # the first line
-    assert len(lines['learning_rate']) <= 120 and lines['learning_rate'].endswith('…')
+    assert lines['batch_size'].endswith('   sequences per micro-batch')
+    assert lines['compile'].endswith('   the first line')
+    assert len(lines['learning_rate']) <= 120 and lines['learning_rate'].endswith('word...')  # cut to fit
     assert lines['dataset'] == f"  --{'dataset':<{max(map(len, DEFAULTS))}} = 'openwebtext'"  # as without descriptions
     assert len({line.index(descriptions[k].split()[0]) for k, line in lines.items() if descriptions.get(k)}) == 1
 
@@ -195,7 +195,7 @@ def test_train_help_describes_the_keys_in_one_line_each(train_defaults):
     assert 'longest context' in lines['block_size']  # no comment in train.py: model.py's
     from configurator import read_descriptions
     described = {k: v for k, v in read_descriptions(str(REPO / 'train.py')).items() if v and k in lines}
-    assert 'eval_iters' in described and 'init_from' in described  # same-line; and with a line below it
+    assert 'eval_iters' in described and 'init_from' in described
     for key, text in described.items():  # each comment's first words, after the default
         assert lines[key].split(' = ', 1)[1].split(None, 1)[1].startswith(text.split()[0]), key
 
