@@ -1,10 +1,16 @@
 import contextlib
+import csv
+import fcntl
 import io
 import os
+import pty
 import runpy
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,6 +51,36 @@ def run(script, *args, cwd=REPO, check=True, timeout=600):
     if check and p.returncode != 0:
         raise AssertionError(f"{script} {' '.join(map(str, args))} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def on_terminal(script, *args, timeout=300):
+    """Run one of the repo's scripts with stdout piped and stderr on a terminal (a pseudo-terminal of 24 lines by 100
+    columns: tqdm draws nothing at 0 x 0), as `python script args > log` from a shell. Returns (exit code, stdout,
+    what reached the terminal)."""
+    primary, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 100, 0, 0))
+    chunks = []
+
+    def read_terminal():  # until the program closes it (Linux: EIO); a thread, so that a full terminal never blocks it
+        try:
+            while chunk := os.read(primary, 4096):
+                chunks.append(chunk)
+        except OSError:
+            pass
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    p = subprocess.Popen([sys.executable, str(REPO / script), *map(str, args)], cwd=REPO, env=script_env(),
+                         stdout=subprocess.PIPE, stderr=secondary, text=True)
+    os.close(secondary)
+    stdout, _ = p.communicate(timeout=timeout)
+    reader.join(timeout=10)
+    os.close(primary)
+    return p.returncode, stdout, b''.join(chunks).decode(errors='replace')
+
+
+def csv_rows(path):
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
 
 
 @contextlib.contextmanager

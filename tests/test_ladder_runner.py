@@ -1,6 +1,5 @@
 """ladder.py: trains each (rung, seed) once, tables the mean ± std of the runs, resumes without redoing runs, goes on
 past a failing run; the side-branch configs change only what they test."""
-import csv
 import json
 import re
 import shutil
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 from configurator import parse_config
-from conftest import REPO, run
+from conftest import REPO, csv_rows, run
 from model import GPT, GPTConfig, model_config
 
 RUNGS = ['01_bigram', 'names_01_bigram']
@@ -41,11 +40,6 @@ def ladder(out, data, *more, check=True):
     return run('ladder.py', f'--rungs={",".join(RUNGS)}', '--tokens=256', '--evals=2', '--eval_iters=1', '--procs=2',
                '--device=cpu', f'--out={out}', f'--args=--data_dir={data} --batch_size=8 --block_size=16', *more,
                check=check)
-
-
-def csv_rows(path):
-    with open(path, newline='') as f:
-        return list(csv.DictReader(f))
 
 
 def table_rows(text):

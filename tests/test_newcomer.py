@@ -1,35 +1,19 @@
 """A newcomer's first hour: what a trained model is protected from, the one-line answers to wrong values, the CPU
 threads on a busy machine, and what a run says (resume point, log lines in files, pictures or why there are none)."""
-import csv
-import fcntl
 import os
-import pty
 import re
-import struct
 import subprocess
 import sys
-import termios
-import threading
 
 import pytest
 import torch
 
 import common
 from common import pyplot
-from conftest import REPO, TINY, run, run_here, script_env
+from conftest import REPO, TINY, csv_rows, on_terminal, run, run_here, script_env
+from test_faults import assert_error
 
 SHORT = ['--max_iters=4', '--eval_interval=4', '--eval_iters=1']
-
-
-def csv_rows(path):
-    with open(path, newline='') as f:
-        return list(csv.DictReader(f))
-
-
-def one_line_error(p, *parts):
-    assert p.returncode == 1 and p.stderr.startswith('error: ') and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    for part in parts:
-        assert part in p.stderr, p.stderr
 
 
 def test_a_new_run_never_replaces_a_trained_model_unasked(tmp_path, char_data):
@@ -43,7 +27,7 @@ def test_a_new_run_never_replaces_a_trained_model_unasked(tmp_path, char_data):
     before = {p.name: p.stat().st_mtime_ns for p in out.glob('*.pt')}
     for again in ([], ['--max_iters=0'], ['--init_from=scratch', '--n_layer=1']):  # the same run, 0 steps, another
         p = run_here('train.py', *args, *again)
-        one_line_error(p, f"{out} holds the checkpoints of an earlier run (last.pt, best.pt)", '--init_from=resume',
+        assert_error(p, f"{out} holds the checkpoints of an earlier run (last.pt, best.pt)", '--init_from=resume',
                        '--overwrite=True', '--out_dir')
     assert {p.name: p.stat().st_mtime_ns for p in out.glob('*.pt')} == before  # untouched
     env = {k: v for k, v in script_env().items() if k != 'OMP_NUM_THREADS'}  # train.py chooses its threads
@@ -74,7 +58,7 @@ def test_a_new_run_never_replaces_a_trained_model_unasked(tmp_path, char_data):
 ])
 def test_wrong_values_are_one_line_before_anything_is_written(tmp_path, char_data, arg, message):
     p = run_here('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path / "out"}', arg)
-    one_line_error(p, message)
+    assert_error(p, message)
     assert not (tmp_path / 'out').exists()
 
 
@@ -82,7 +66,7 @@ def test_wrong_values_are_one_line_before_anything_is_written(tmp_path, char_dat
 @pytest.mark.parametrize('script', ['train.py', 'sample.py', 'bench.py'])
 def test_cuda_asked_of_a_machine_without_it_is_one_line(script, tmp_path):
     p = run_here(script, '--device=cuda', f'--out_dir={tmp_path}')
-    one_line_error(p, "device 'cuda' is not available", '--device=cpu')
+    assert_error(p, "device 'cuda' is not available", '--device=cpu')
 
 
 def test_t_launch_is_not_a_setting(train_defaults):
@@ -90,16 +74,17 @@ def test_t_launch_is_not_a_setting(train_defaults):
 
 
 def test_cpu_threads_leave_the_busy_cores_to_the_programs_on_them(monkeypatch):
+    rule = common.cpu_threads.__wrapped__  # the rule itself: cpu_threads keeps its first answer for the process
     cores = len(os.sched_getaffinity(0))
     monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
     monkeypatch.setattr(torch, 'get_num_threads', lambda: cores)  # PyTorch's default: every core
     for busy, threads in ((0.0, cores), (cores - 0.8, 1), (cores + 3.0, 1), (max(0, cores - 2) + 0.1, min(cores, 2))):
         monkeypatch.setattr(common, 'busy_cores', lambda: busy)
-        assert common.cpu_threads() == threads, busy
+        assert rule() == threads, busy
     monkeypatch.setenv('OMP_NUM_THREADS', '1')  # the user's choice wins
     monkeypatch.setattr(torch, 'get_num_threads', lambda: 1)
     monkeypatch.setattr(common, 'busy_cores', lambda: 0.0)
-    assert common.cpu_threads() == 1
+    assert rule() == 1
 
 
 def test_busy_cores_sees_another_program_on_the_cores():
@@ -114,28 +99,11 @@ def test_busy_cores_sees_another_program_on_the_cores():
 def test_log_lines_reach_a_file_while_the_bar_is_on_the_terminal(tmp_path, char_data):
     """stdout to a file, stderr on a terminal (python train.py > log): the bar shows there, and every log line is
     still in the file (it used to have only the eval lines)."""
-    primary, secondary = pty.openpty()
-    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 100, 0, 0))  # a terminal 100 columns wide
-    terminal = []
-
-    def read_terminal():  # what the run writes to its terminal, until it closes (Linux: EIO)
-        try:
-            while chunk := os.read(primary, 4096):
-                terminal.append(chunk)
-        except OSError:
-            pass
-    reader = threading.Thread(target=read_terminal)
-    reader.start()
-    p = subprocess.Popen([sys.executable, str(REPO / 'train.py'), *TINY, f'--data_dir={char_data}',
-                          f'--out_dir={tmp_path}', '--max_iters=10', '--eval_interval=10', '--eval_iters=1'],
-                         cwd=REPO, env=script_env(), stdout=subprocess.PIPE, stderr=secondary, text=True)
-    os.close(secondary)
-    stdout, _ = p.communicate(timeout=120)
-    reader.join(timeout=10)
-    os.close(primary)
-    assert p.returncode == 0
+    code, stdout, terminal = on_terminal('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}',
+                                         '--max_iters=10', '--eval_interval=10', '--eval_iters=1', timeout=120)
+    assert code == 0
     assert re.findall(r'^iter +(\d+) \|', stdout, re.M) == ['5', '10'] and '\r' not in stdout
-    assert b'10/10' in b''.join(terminal)  # the bar, on the terminal
+    assert '10/10' in terminal  # the bar, on the terminal
 
 
 def test_without_matplotlib_a_run_says_why_there_are_no_loss_curves(tmp_path, char_data, monkeypatch):

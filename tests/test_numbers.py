@@ -1,13 +1,12 @@
 """What the numbers train.py prints and saves mean: the learning rate of every step, the loss of a step taken in
 micro-batches, the gradients they add up to, and the token counts of the CSV files (here and, for a resumed run, in
 test_newcomer.py). Each is pinned against hand values or against the same quantity computed another way."""
-import csv
 import math
 import re
 
 import pytest
 
-from conftest import TINY, run
+from conftest import TINY, csv_rows, run
 from optim import lr_at
 
 LR, WARMUP, DECAY, MIN_LR = 1e-2, 10, 110, 1e-4
@@ -32,11 +31,6 @@ def test_the_schedule_without_warmup_starts_at_the_peak():
     assert lr_at(DECAY // 2, LR, 0, DECAY, MIN_LR) == pytest.approx(MIN_LR + 0.5 * (LR - MIN_LR))
 
 
-def rows(path):
-    with open(path, newline='') as f:
-        return list(csv.DictReader(f))
-
-
 def iter_lines(stdout):
     """{iter: (loss, lr)} of the log lines."""
     return {int(i): (float(loss), float(lr)) for i, loss, lr in
@@ -53,7 +47,7 @@ def test_train_py_runs_the_schedule_it_prints(tmp_path, char_data):
     assert sorted(lines) == list(range(3, 31, 3))
     for it, (_, lr) in lines.items():
         assert lr == pytest.approx(lr_at(it - 1, 1e-2, 10, 25, 1e-4), rel=5e-3)  # printed to 3 digits
-    evals = rows(tmp_path / 'evals.csv')
+    evals = csv_rows(tmp_path / 'evals.csv')
     assert [int(r['iter']) for r in evals] == [0, 10, 20, 30]
     for r in evals:
         assert float(r['lr']) == pytest.approx(lr_at(int(r['iter']), 1e-2, 10, 25, 1e-4), rel=1e-3)
@@ -63,8 +57,8 @@ def accumulated(tmp_path, char_data, accum, batch):
     out = tmp_path / f'{accum}x{batch}'
     p = run('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={out}', '--max_iters=3', '--log_interval=1',
             f'--gradient_accumulation_steps={accum}', f'--batch_size={batch}', '--grad_norms=True', '--eval_iters=1')
-    norms = [{k: float(v) for k, v in r.items()} for r in rows(out / 'grad_norms.csv')]
-    return iter_lines(p.stdout), norms, rows(out / 'results.csv')[0]
+    norms = [{k: float(v) for k, v in r.items()} for r in csv_rows(out / 'grad_norms.csv')]
+    return iter_lines(p.stdout), norms, csv_rows(out / 'results.csv')[0]
 
 
 def test_accumulation_of_k_micro_batches_is_one_batch_k_times_as_large(tmp_path, char_data):

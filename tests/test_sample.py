@@ -1,17 +1,12 @@
 """sample.py from the command line: which checkpoint, cache == reference, streaming, progress, top-p, --show_probs,
 --attention, bad input."""
-import fcntl
-import os
 import re
-import struct
-import subprocess
 import sys
-import termios
 
 import pytest
 import torch
 
-from conftest import REPO, TINY, run, run_here, script_env
+from conftest import TINY, on_terminal, run, run_here
 
 
 @pytest.fixture(scope='module')
@@ -105,24 +100,9 @@ def test_several_samples_show_a_progress_bar_on_a_terminal_only(ckpt_dir):
     args = ['--start=First', '--num_samples=2', '--max_new_tokens=30']
     piped = sample(ckpt_dir, *args).stderr
     assert '\r' not in piped and '30/30' not in piped  # a log file gets no bar
-    terminal, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 100, 0, 0))  # 24 lines of 100 columns, not 0 x 0
-    p = subprocess.Popen([sys.executable, REPO / 'sample.py', f'--out_dir={ckpt_dir}', '--device=cpu', *args], cwd=REPO,
-                         env=script_env(), stdout=subprocess.PIPE, stderr=slave)
-    os.close(slave)
-    out = p.communicate(timeout=300)[0].decode()
-    err = b''
-    while True:
-        try:
-            chunk = os.read(terminal, 4096)
-        except OSError:  # EIO: the program has ended and everything it wrote was read
-            break
-        if not chunk:
-            break
-        err += chunk
-    os.close(terminal)
-    assert p.returncode == 0 and len(bodies(out)) == 2
-    assert re.search(r'2 samples: 100%.*\| 30/30 ', err.decode()), err  # the bar counted every new token
+    code, out, err = on_terminal('sample.py', f'--out_dir={ckpt_dir}', '--device=cpu', *args)
+    assert code == 0 and len(bodies(out)) == 2
+    assert re.search(r'2 samples: 100%.*\| 30/30 ', err), err  # the bar counted every new token
 
 
 def test_attention_png_labels_every_map_with_the_prompt_tokens(ckpt_dir, tmp_path):
