@@ -33,7 +33,8 @@ def configure_adamw(model, weight_decay, learning_rate, betas, device_type, comp
 def configure_muon(model, weight_decay, learning_rate, betas, device_type, compile=False):
     """Muon for the matrices inside the blocks (attention, feed-forward, mixer projections); AdamW, with the groups of
     configure_adamw, for the rest: embeddings, the output layer (decayed), norm gains and biases (not). compile:
-    Newton-Schulz through torch.compile, one static graph per matrix shape (fewer kernel launches)."""
+    each shape's whole update (muon_update) through torch.compile: the momentum, the cast and the weight update fused
+    into a few kernels around Newton-Schulz's matmuls."""
     inside = {id(p) for p in model.blocks.parameters() if p.dim() == 2}
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -42,8 +43,8 @@ def configure_muon(model, weight_decay, learning_rate, betas, device_type, compi
         {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0},
     ]
     optimizer = Muon([g for g in groups if g['params']], lr=learning_rate, betas=betas, fused=device_type == 'cuda')
-    if compile:
-        optimizer.orthogonalize = torch.compile(newton_schulz, dynamic=False)
+    if compile:  # loop reordering off: with it, inductor of torch 2.11 failed an assertion on these graphs on CUDA
+        optimizer.update = torch.compile(muon_update, dynamic=False, options={'loop_ordering_after_fusion': False})
     return optimizer
 
 
@@ -86,6 +87,24 @@ def newton_schulz(G, steps=5, eps=1e-7):
     return X.reshape(G.shape).to(G.dtype)
 
 
+def muon_update(params, grads, bufs, lr, weight_decay, momentum, nesterov, ns_steps):
+    """Muon's step for matrices of one shape (tall and wide alike; see Muon): momentum, orthogonalise, apply.
+    lr, weight_decay: numbers, or 0-d tensors (compiled: their values change without a new graph)."""
+    torch._foreach_mul_(bufs, momentum)  # foreach: one kernel for all the matrices, not one each
+    torch._foreach_add_(bufs, grads)
+    updates = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
+    wide = [p.size(0) <= p.size(1) for p in params]
+    whole = [full_tensor(u) if w else full_tensor(u).mT for u, w in zip(updates, wide)]  # (short, long) each
+    O = newton_schulz(torch.stack(whole), ns_steps)
+    O = [shard_like(o if w else o.mT, p) for o, w, p in zip(O.unbind(0), wide, params)]  # (n, short, long) -> each
+    torch._foreach_mul_(params, 1 - lr * weight_decay)
+    step = -0.2 * math.sqrt(max(params[0].shape)) * lr
+    if torch.is_tensor(step):  # alpha must be a number
+        torch._foreach_add_(params, torch._foreach_mul(O, step))
+    else:
+        torch._foreach_add_(params, O, alpha=step)
+
+
 class Muon(torch.optim.Optimizer):
     """Muon (Jordan 2024, "Muon: An optimizer for hidden layers in neural networks") for the groups with use_muon=True,
     AdamW for the others, in one optimizer: one state_dict for checkpoints, and every group's lr set by the schedule.
@@ -105,7 +124,7 @@ class Muon(torch.optim.Optimizer):
         defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
                         betas=betas, eps=eps, use_muon=False, fused=fused)
         super().__init__(params, defaults)
-        self.orthogonalize = newton_schulz  # configure_muon(compile=True): torch.compile(newton_schulz)
+        self.update = muon_update  # configure_muon(compile=True): torch.compile(muon_update), one graph per shape
         for group in self.param_groups:
             if group['use_muon'] and any(p.dim() != 2 for p in group['params']):
                 raise ValueError("Muon: a use_muon group takes 2-D matrices only")
@@ -123,22 +142,16 @@ class Muon(torch.optim.Optimizer):
         return loss
 
     def _muon(self, group, params):
-        lr, wd, momentum = group['lr'], group['weight_decay'], group['momentum']
-        grads = [p.grad for p in params]
-        bufs = [self.state[p].setdefault('momentum_buffer', torch.zeros_like(p)) for p in params]
-        torch._foreach_mul_(bufs, momentum)  # foreach: one kernel launch for all the matrices, not one each
-        torch._foreach_add_(bufs, grads)
-        updates = torch._foreach_add(grads, bufs, alpha=momentum) if group['nesterov'] else bufs
-        torch._foreach_mul_(params, 1 - lr * wd)
         by_shape = {}  # matrices of one shape, tall ones transposed (wide), are orthogonalised in one batched call
-        for p, u in zip(params, updates):
-            by_shape.setdefault(tuple(sorted(p.shape)), []).append((p, u))
-        for shape, pairs in by_shape.items():
-            ps, us = zip(*pairs)
-            wide = [full_tensor(u) if u.size(0) <= u.size(1) else full_tensor(u).mT for u in us]  # (short, long) each
-            orth = self.orthogonalize(torch.stack(wide), group['ns_steps']).unbind(0)  # (n, short, long)
-            orth = [shard_like(o if p.size(0) <= p.size(1) else o.mT, p) for o, p in zip(orth, ps)]
-            torch._foreach_add_(list(ps), orth, alpha=-lr * 0.2 * math.sqrt(max(shape)))
+        for p in params:
+            by_shape.setdefault(tuple(sorted(p.shape)), []).append(p)
+        lr, wd = group['lr'], group['weight_decay']
+        if self.update is not muon_update:  # compiled: 0-d tensors, so that a new lr needs no new graph
+            lr, wd = torch.as_tensor(lr), torch.as_tensor(wd)  # (lr: a device tensor already in a CUDA graph)
+        for ps in by_shape.values():
+            bufs = [self.state[p].setdefault('momentum_buffer', torch.zeros_like(p)) for p in ps]
+            self.update(ps, [p.grad for p in ps], bufs, lr, wd, group['momentum'], group['nesterov'],
+                        group['ns_steps'])
 
     def _adamw(self, group, params):
         for p in params:

@@ -7,7 +7,7 @@ import torch
 from conftest import TINY, run
 
 from model import GPT, GPTConfig
-from optim import configure_muon, newton_schulz
+from optim import configure_muon
 
 
 def loss_and_grads(model, step, X, Y):
@@ -70,12 +70,31 @@ def test_batches_gathered_in_device_memory_give_the_same_curve(tmp_path, char_da
     assert len(curves[0]) == 3 and curves[1] == curves[0]
 
 
-def test_compiled_newton_schulz_equals_the_eager_one():
-    """train.py compiles Muon's orthogonalisation along with the model (one graph per matrix shape)."""
+def muon_weights(compiled, steps=3):
+    """A tiny model's weights after Muon steps at changing learning rates, Muon's update compiled or not."""
     torch.manual_seed(0)
-    G = torch.randn(3, 48, 32)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50))
+    opt = configure_muon(model, 0.1, 1e-2, (0.9, 0.95), 'cpu', compile=compiled)
+    g = torch.Generator().manual_seed(1)
+    for i in range(steps):
+        for group in opt.param_groups:
+            group['lr'] = 1e-2 / (i + 1)  # the schedule: a new lr must not need a new graph
+        x = torch.randint(50, (4, 16), generator=g)
+        model(x, x)[1].backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_compiled_muon_update_equals_the_eager_one():
+    """train.py compiles each matrix shape's whole Muon update (momentum, Newton-Schulz, the weight update; lr and weight
+    decay then go in as 0-d tensors) along with the model: the same weights, and one graph per shape for any lr."""
+    from torch._dynamo.utils import counters
+    counters.clear()
     try:
-        compiled = torch.compile(newton_schulz, dynamic=False)(G)
+        compiled = muon_weights(compiled=True)
     except Exception as e:  # no C++ compiler for inductor's CPU kernels, say
         pytest.skip(f"torch.compile does not run here: {type(e).__name__}")
-    torch.testing.assert_close(compiled, newton_schulz(G), rtol=1e-4, atol=1e-5)
+    assert counters['stats']['unique_graphs'] == 3  # shapes (32, 96), (32, 32), (32, 128), for 3 learning rates
+    torch.testing.assert_close(compiled, muon_weights(compiled=False), rtol=1e-4, atol=1e-4)
+
