@@ -49,7 +49,7 @@ from torch.autograd import DeviceType
 from tqdm import tqdm
 
 import hf
-from common import compile_on, device_setup, find_checkpoint, load_checkpoint, or_exit, peak_flops
+from common import compile_model, compile_on, device_setup, find_checkpoint, load_checkpoint, or_exit, peak_flops
 from configurator import ConfigError, configure, parse_config, read_settings
 from data.common import dataset_vocab_size, prepared_meta
 from model import GPT, GPTConfig, model_config, quantize_int8
@@ -161,7 +161,7 @@ def train_setup(s):
     compiled = or_exit(compile_on, s['compile'], system.device_type)
     optimizer = OPTIMIZERS[s['optim']](model, 0.1, s['learning_rate'], (0.9, 0.95), system.device_type,
                                        compile=compiled)
-    step_model = torch.compile(model, mode=s['compile_mode']) if compiled else model
+    step_model = compile_model(model, s['compile_mode']) if compiled else model
     X, Y = (torch.randint(model.config.vocab_size, (s['batch_size'], model.config.block_size), device=system.device)
             for _ in range(2))
 

@@ -132,6 +132,13 @@ def compile_on(compile, device_type):
     return device_type == 'cuda' if compile is None else compile
 
 
+def compile_model(model, mode):
+    """torch.compile(model) in the compile_mode key's mode: inductor's 'default', 'reduce-overhead' (its kernels
+    replayed as CUDA graphs), 'max-autotune', ...; or 'cudagraphs': no inductor, PyTorch's own kernels replayed as CUDA
+    graphs, which compiles in about a second rather than tens (a small model's short run)."""
+    return torch.compile(model, backend='cudagraphs') if mode == 'cudagraphs' else torch.compile(model, mode=mode)
+
+
 class System(NamedTuple):
     device: str  # 'cpu', 'cuda', 'cuda:1', 'mps'
     device_type: str  # 'cpu', 'cuda' or 'mps'

@@ -34,13 +34,16 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 import hf
-from common import append_csv, compile_on, device_setup, load_checkpoint, or_exit, peak_flops, pyplot, save_checkpoint
+from common import (append_csv, compile_model, compile_on, device_setup, load_checkpoint, or_exit, peak_flops, pyplot,
+                    save_checkpoint)
 from configurator import configure, split_args
 from data.common import Tokenizer, prepared_meta
 from model import GPT, GPTConfig, clean_state_dict, eval_sums, model_config
 from optim import EMA, OPTIMIZERS, lr_at
 from parallel import agree, full_tensor, load_optimizer_state, model_state, optimizer_state, shard, split_batch
 from dataflow import param_norms, trace_model
+
+_t_imports = time.time()  # the startup line splits launch -> first step into imports, setup, eval and the first step
 
 # -----------------------------------------------------------------------------
 # default config: char-level tiny shakespeare, sized for a 2-core laptop CPU
@@ -96,7 +99,8 @@ compile = None  # None: torch.compile on CUDA only
 compile_eval = True  # evals through the compiled model too; False: the plain one (no second graph to trace and
 # compile for eval mode: seconds that a short run's few evals do not win back)
 compile_mode = 'default'  # torch.compile's mode: 'max-autotune' tries more kernels (slower compile), 'reduce-overhead'
-# replays CUDA graphs (fewer launches), 'max-autotune-no-cudagraphs'; the same maths in every mode
+# replays CUDA graphs (fewer launches), 'max-autotune-no-cudagraphs'; or 'cudagraphs': PyTorch's own kernels as CUDA
+# graphs, no inductor (compiles in ~1 s); the same maths in every mode
 backend = 'nccl'  # torch.distributed backend on CUDA ('gloo' is used on CPU)
 parallel = 'ddp'  # several processes: 'ddp' (each holds the whole model) or 'fsdp' (FSDP2: each holds a shard of
 # every weight, gradient and optimizer state: models past one GPU's memory); one process: no effect
@@ -315,7 +319,7 @@ checkpoint = None  # free memory
 # evals run it too, or (compile_eval=False) the plain model
 if compile and master_process:
     print("compiling the model... (takes a minute)")
-train_model = torch.compile(model, mode=compile_mode) if compile else model  # the same weights as model
+train_model = compile_model(model, compile_mode) if compile else model  # the same weights as model
 if distributed and not fsdp:
     train_model = DDP(train_model, device_ids=[local_rank] if device_type == 'cuda' else None)
 
@@ -592,6 +596,15 @@ def plot_curves(path, png):
     return png
 
 
+def startup_line():
+    """Where the seconds from launch to the end of the first step went (called right after it, the device synced)."""
+    now = time.time()
+    first_step = now - run.t_start - run.eval_seconds
+    return (f"started | {now - _t_launch:.1f} s from launch to the end of the first step | imports "
+            f"{_t_imports - _t_launch:.1f} s | setup {run.t_start - _t_imports:.1f} s | evals {run.eval_seconds:.1f} s "
+            f"| first step {first_step:.1f} s" + (" (compiles the model)" if compile else ""))
+
+
 def on_signal(signum, frame):
     run.signal = signum
     if signum == signal.SIGINT and not distributed:  # a second Ctrl-C quits at once (checkpoints are atomic); torchrun
@@ -677,6 +690,8 @@ try:
 
         if run.iter_num == run.start_iter + 1:
             rate_window()  # the rate of the log lines starts after the first step (compilation, allocator warm-up)
+            if master_process:
+                bar.write(startup_line())
         elif run.iter_num % log_interval == 0:
             log(loss, lr)
         if stop_signal:

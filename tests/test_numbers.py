@@ -1,5 +1,5 @@
-"""What the numbers train.py prints and saves mean: the learning rate of every step, the loss of a step taken in
-micro-batches, the gradients they add up to, and the token counts of the CSV files (here and, for a resumed run, in
+"""What the numbers train.py prints and saves mean: the learning rate of every step, the startup line's seconds, the
+loss of a step taken in micro-batches, the gradients they add up to, and the token counts of the CSV files (here and, for a resumed run, in
 test_newcomer.py). Each is pinned against hand values or against the same quantity computed another way."""
 import math
 import re
@@ -51,6 +51,11 @@ def test_train_py_runs_the_schedule_it_prints(tmp_path, char_data):
     assert [int(r['iter']) for r in evals] == [0, 10, 20, 30]
     for r in evals:
         assert float(r['lr']) == pytest.approx(lr_at(int(r['iter']), 1e-2, 10, 25, 1e-4), rel=1e-3)
+    # the startup line: its parts (each rounded to 0.1 s) add up to the seconds from launch to the first step's end
+    total, *parts = map(float, re.search(r'^started \| ([\d.]+) s from launch to the end of the first step \| imports '
+                                         r'([\d.]+) s \| setup ([\d.]+) s \| evals ([\d.]+) s \| first step ([\d.]+) s',
+                                         p.stdout, re.M).groups())
+    assert sum(parts) == pytest.approx(total, abs=0.25)
 
 
 def accumulated(tmp_path, char_data, accum, batch):
