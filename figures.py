@@ -1,0 +1,150 @@
+"""
+Re-measure, on this machine, the GPU figures that docs/benchmarks.md states in its "As shipped" table, nanoGPT's
+beside ours in the same run, and print that table. One GPU; over 10 minutes on an H100 for all of it (a machine that
+allows 10 minutes a command: --only=step, then --only=fast,default).
+
+    python figures.py --nanogpt=../nanoGPT            # a checkout of karpathy/nanoGPT: its bench.py and baby GPT
+    python figures.py --only=default --seeds=1        # some of the figures, ours only
+
+step     the GPT-2 124M training step (bench.py: random tokens, bf16, compiled), batch 12 and 32 x 1024: nanoGPT's
+         (AdamW), ours with our defaults (Muon) and with optim='adamw' (bench.py --compare, one process); tokens/s
+         against nanoGPT's, and Muon's share of our default step
+fast     seconds from launch to the first val <= 1.47 on char-level tiny shakespeare: nanoGPT's baby GPT
+         (config/train_shakespeare_char.py), and config/shakespeare_char_fast.py for seeds 1..seeds, cold and warm
+default  `python train.py`, the default config: launch to done, ms/iter at the end, best val; cold, then warm
+cold: empty compile caches (a fresh TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR for the run); warm: the caches the
+runs before left. Seconds are this script's clock from the launch of each process: imports included.
+"""
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from configurator import configure
+
+# -----------------------------------------------------------------------------
+nanogpt = ''  # a checkout of karpathy/nanoGPT, run beside ours ('' = our figures only)
+only = 'step,fast,default'  # which figures, comma-separated
+seeds = 3  # runs of the fast config, cold and warm each
+target = 1.47  # the val loss the fast figures time
+# -----------------------------------------------------------------------------
+configure(globals())
+parts = set(only.split(','))
+if not parts <= {'step', 'fast', 'default'}:
+    sys.exit(f"error: only takes step, fast and default, got '{only}'")
+if nanogpt and not os.path.isfile(os.path.join(nanogpt, 'bench.py')):
+    sys.exit(f"error: --nanogpt={nanogpt} holds no bench.py: give a checkout of karpathy/nanoGPT")
+GPT2 = ['--n_layer=12', '--n_head=12', '--n_embd=768', '--block_size=1024', '--vocab_size=50304', '--bias=False',
+        '--dropout=0.0']
+rows = []  # the table: (what, nanoGPT, ours, ratio or note)
+
+
+def run(args, cwd='.', cold=False, until=None):
+    """Run python with args; return its output lines, each with the seconds since launch, and the seconds it took.
+    cold: with empty compile caches. until(line): stop the process at the first line for which it is true."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    cache = tempfile.mkdtemp(prefix='figures-cache-') if cold else None
+    if cold:
+        env.update(TORCHINDUCTOR_CACHE_DIR=cache, TRITON_CACHE_DIR=os.path.join(cache, 'triton'))
+    t0 = time.time()
+    p = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True)
+    lines = []
+    for line in p.stdout:
+        lines.append((time.time() - t0, line.rstrip()))
+        if until is not None and until(line):
+            p.kill()
+            break
+    p.wait()
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
+    if p.returncode not in (0, -9):
+        print('\n'.join(line for _, line in lines[-10:]))
+        sys.exit(f"error: python {' '.join(args)} (in {cwd}) exited with {p.returncode}")
+    return lines, time.time() - t0
+
+
+def numbers(lines, pattern):
+    return [(t, *map(float, m.groups())) for t, line in lines for m in [re.search(pattern, line)] if m]
+
+
+def row(*cells):
+    rows.append(cells)
+    print('figure | ' + ' | '.join(cells), flush=True)
+
+
+def spread(values, fmt):
+    return fmt.format(values[0]) if len(values) == 1 else \
+        f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+print(f"figures | {' '.join(sys.argv[1:])}", flush=True)
+if shutil.which('nvidia-smi'):
+    subprocess.run(['nvidia-smi', '--query-gpu=name', '--format=csv,noheader'])
+
+if 'step' in parts:
+    for batch in (12, 32):
+        nano = None
+        if nanogpt:
+            lines, _ = run(['bench.py', '--real_data=False', '--compile=True', f'--batch_size={batch}'], cwd=nanogpt)
+            nano = numbers(lines, r'time per iteration: ([\d.]+)ms')[-1][1]
+        lines, _ = run(['bench.py', *GPT2, f'--batch_size={batch}', '--compare=--optim=adamw'])
+        ours, adamw = (ms for _, ms in numbers(lines, r'^train \|.* \| ([\d.]+) ms/iter')[-2:])  # A, then B
+        for name, ms in (('our defaults (Muon)', ours), ("optim='adamw'", adamw)):
+            row(f"GPT-2 124M step, batch {batch} x 1024, {name}", f"{nano:.2f} ms" if nano else '-', f"{ms:.2f} ms",
+                f"{nano / ms:.3f}x" if nano else '-')
+        row(f"Muon's share of our default step, batch {batch}", '-', f"{ours - adamw:.2f} ms",
+            f"{100 * (ours - adamw) / ours:.1f}%")
+
+if 'fast' in parts:
+    def reached(pattern):
+        return lambda line: any(v <= target for *_, v in numbers([(0, line)], pattern))
+    nano_val = r'step (\d+): train loss [\d.]+, val loss ([\d.]+)'
+    ours_val = r'^eval +(\d+) \| train [\d.]+ \| val ([\d.]+)'
+    if nanogpt:
+        here, there = 'data/shakespeare_char/input.txt', os.path.join(nanogpt, 'data/shakespeare_char/input.txt')
+        if os.path.exists(here) and not os.path.exists(there):
+            shutil.copy(here, there)  # nanoGPT's prepare.py downloads it otherwise
+        run(['data/shakespeare_char/prepare.py'], cwd=nanogpt)
+        lines, _ = run(['train.py', 'config/train_shakespeare_char.py', '--max_iters=2500'], cwd=nanogpt, cold=True,
+                       until=reached(nano_val))
+        evals = numbers(lines, nano_val)  # (seconds, iter, val)
+        hits = [e for e in evals if e[2] <= target]
+        nano = hits[0][0] if hits else None
+        t, it, v = hits[0] if hits else min(evals, key=lambda e: e[2])
+        row(f"nanoGPT's baby GPT: launch to val <= {target}, cold", f"{t:.1f} s (val {v:.4f} at iter {it:.0f})" if hits
+            else f"not reached (best val {v:.4f} at iter {it:.0f}, {t:.1f} s)", '-', '-')
+    run(['data/shakespeare_char/prepare.py'])
+    for cold in (True, False):
+        seconds, vals = [], []
+        for seed in range(1, seeds + 1):
+            out = tempfile.mkdtemp(prefix='figures-out-')
+            lines, _ = run(['train.py', 'config/shakespeare_char_fast.py', f'--seed={seed}', f'--out_dir={out}'],
+                           cold=cold, until=reached(ours_val))
+            shutil.rmtree(out, ignore_errors=True)
+            hits = [(t, v) for t, _, v in numbers(lines, ours_val) if v <= target]
+            seconds.append(hits[0][0] if hits else float('inf'))
+            vals.append(hits[0][1] if hits else float('nan'))
+        row(f"fast config: launch to val <= {target}, {'cold' if cold else 'warm'}, seeds 1-{seeds} "
+            f"({', '.join(f'{s:.1f}' for s in seconds)} s)", f"{nano:.1f} s" if nanogpt and nano else '-',
+            f"{spread(seconds, '{:.1f}')} s (val {spread(vals, '{:.4f}')})",
+            f"{nano / statistics.mean(seconds):.2f}x" if nanogpt and nano else '-')
+
+if 'default' in parts:
+    run(['data/shakespeare_char/prepare.py'])
+    for cold in (True, False):
+        out = tempfile.mkdtemp(prefix='figures-out-')
+        lines, seconds = run(['train.py', f'--out_dir={out}'], cold=cold)
+        shutil.rmtree(out, ignore_errors=True)
+        ms = numbers(lines, r'([\d.]+) ms/iter')[-1][1]
+        best = numbers(lines, r'^done \d+ iters \| best val ([\d.]+)')[-1][1]
+        row(f"`python train.py` (default config), {'cold' if cold else 'warm'}", '-',
+            f"{seconds:.1f} s launch to done, {ms:.1f} ms/iter", f"best val {best:.4f}")
+
+print("\n| figure | nanoGPT | ours | ratio / note |\n| --- | --- | --- | --- |")
+for cells in rows:
+    print('| ' + ' | '.join(cells) + ' |')
