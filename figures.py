@@ -17,6 +17,7 @@ runs before left. Seconds are this script's clock from the launch of each proces
 """
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -31,6 +32,8 @@ nanogpt = ''  # a checkout of karpathy/nanoGPT, run beside ours ('' = our figure
 only = 'step,fast,default'  # which figures, comma-separated
 seeds = 3  # runs of the fast config, cold and warm each
 target = 1.47  # the val loss the fast figures time
+args = ''  # more train.py overrides for our fast and default runs (a quick check: '--max_iters=20'); the figures
+# of the docs use none
 # -----------------------------------------------------------------------------
 configure(globals())
 parts = set(only.split(','))
@@ -123,8 +126,8 @@ if 'fast' in parts:
         seconds, vals = [], []
         for seed in range(1, seeds + 1):
             out = tempfile.mkdtemp(prefix='figures-out-')
-            lines, _ = run(['train.py', 'config/shakespeare_char_fast.py', f'--seed={seed}', f'--out_dir={out}'],
-                           cold=cold, until=reached(ours_val))
+            lines, _ = run(['train.py', 'config/shakespeare_char_fast.py', f'--seed={seed}', f'--out_dir={out}',
+                            *shlex.split(args)], cold=cold, until=reached(ours_val))
             shutil.rmtree(out, ignore_errors=True)
             hits = [(t, v) for t, _, v in numbers(lines, ours_val) if v <= target]
             seconds.append(hits[0][0] if hits else float('inf'))
@@ -138,7 +141,7 @@ if 'default' in parts:
     run(['data/shakespeare_char/prepare.py'])
     for cold in (True, False):
         out = tempfile.mkdtemp(prefix='figures-out-')
-        lines, seconds = run(['train.py', f'--out_dir={out}'], cold=cold)
+        lines, seconds = run(['train.py', f'--out_dir={out}', *shlex.split(args)], cold=cold)
         shutil.rmtree(out, ignore_errors=True)
         ms = numbers(lines, r'([\d.]+) ms/iter')[-1][1]
         best = numbers(lines, r'^done \d+ iters \| best val ([\d.]+)')[-1][1]

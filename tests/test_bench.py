@@ -124,3 +124,15 @@ def test_compare_times_both_setups_and_prints_their_ratio():
     assert (float(m[2]), float(m[3])) == (ms_a, ms_b)
     p = run_here('bench.py', *TINY, '--compare=--n_layr=2')
     assert p.returncode == 1 and p.stderr.startswith("error: --compare: unknown config key 'n_layr'; did you mean")
+
+
+def test_figures_py_reports_each_runs_own_numbers(char_data):
+    """figures.py (the GPU figures of docs/benchmarks.md, re-measured) on the CPU with a tiny default run: one row per
+    run, cold (empty compile caches) then warm, each with its launch-to-done seconds, ms/iter and best val; a CPU run
+    is deterministic, so both rows hold the same best val, below the untrained model's ~ln(65) = 4.17."""
+    tiny = f'--data_dir={char_data} --max_iters=10 --eval_interval=10 --eval_iters=1 --device=cpu'
+    p = run('figures.py', '--only=default', f'--args={tiny}')
+    rows = re.findall(r'^\| `python train.py` \(default config\), (cold|warm) \| - \| ([\d.]+) s launch to done, '
+                      r'([\d.]+) ms/iter \| best val ([\d.]+) \|$', p.stdout, re.M)
+    assert [r[0] for r in rows] == ['cold', 'warm'] and all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
+    assert rows[0][3] == rows[1][3] and float(rows[0][3]) < 4.17
