@@ -32,13 +32,15 @@ nanogpt = ''  # a checkout of karpathy/nanoGPT, run beside ours ('' = our figure
 only = 'step,fast,default'  # which figures, comma-separated
 seeds = 3  # runs of the fast config, cold and warm each
 target = 1.47  # the val loss the fast figures time
+caches = 'cold,warm'  # the runs of the fast and default figures: with empty compile caches, then with warm ones
 args = ''  # more train.py overrides for our fast and default runs (a quick check: '--max_iters=20'); the figures
 # of the docs use none
 # -----------------------------------------------------------------------------
 configure(globals())
 parts = set(only.split(','))
-if not parts <= {'step', 'fast', 'default'}:
-    sys.exit(f"error: only takes step, fast and default, got '{only}'")
+states = caches.split(',')
+if not parts <= {'step', 'fast', 'default'} or not set(states) <= {'cold', 'warm'}:
+    sys.exit(f"error: only takes step, fast and default, and caches cold and warm; got '{only}' and '{caches}'")
 if nanogpt and not os.path.isfile(os.path.join(nanogpt, 'bench.py')):
     sys.exit(f"error: --nanogpt={nanogpt} holds no bench.py: give a checkout of karpathy/nanoGPT")
 GPT2 = ['--n_layer=12', '--n_head=12', '--n_embd=768', '--block_size=1024', '--vocab_size=50304', '--bias=False',
@@ -122,7 +124,7 @@ if 'fast' in parts:
         row(f"nanoGPT's baby GPT: launch to val <= {target}, cold", f"{t:.1f} s (val {v:.4f} at iter {it:.0f})" if hits
             else f"not reached (best val {v:.4f} at iter {it:.0f}, {t:.1f} s)", '-', '-')
     run(['data/shakespeare_char/prepare.py'])
-    for cold in (True, False):
+    for cold in (state == 'cold' for state in states):
         seconds, vals = [], []
         for seed in range(1, seeds + 1):
             out = tempfile.mkdtemp(prefix='figures-out-')
@@ -139,7 +141,7 @@ if 'fast' in parts:
 
 if 'default' in parts:
     run(['data/shakespeare_char/prepare.py'])
-    for cold in (True, False):
+    for cold in (state == 'cold' for state in states):
         out = tempfile.mkdtemp(prefix='figures-out-')
         lines, seconds = run(['train.py', f'--out_dir={out}', *shlex.split(args)], cold=cold)
         shutil.rmtree(out, ignore_errors=True)

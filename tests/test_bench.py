@@ -25,7 +25,8 @@ def test_bench_reads_every_config_in_config(train_defaults):
     train_only = [k for k in train_defaults if k not in bench]  # bench.py skips every train.py key it has not
     assert {'max_iters', 'eval_interval', 'ema_decay', 'warmup_iters'} <= set(train_only)
     for path in sorted((REPO / 'config').rglob('*.py')):
-        parse_config(bench, [str(path)], train_only)  # a ConfigError names a key bench.py does not know
+        if not path.name.startswith('_'):  # a ladder branch's shared settings (_branch.py, _recipe.py): not a config
+            parse_config(bench, [str(path)], train_only)  # a ConfigError names a key bench.py does not know
 
 
 def test_a_bpe_rung_is_timed_at_its_real_size(tmp_path, train_defaults):
@@ -127,12 +128,11 @@ def test_compare_times_both_setups_and_prints_their_ratio():
 
 
 def test_figures_py_reports_each_runs_own_numbers(char_data):
-    """figures.py (the GPU figures of docs/benchmarks.md, re-measured) on the CPU with a tiny default run: one row per
-    run, cold (empty compile caches) then warm, each with its launch-to-done seconds, ms/iter and best val; a CPU run
-    is deterministic, so both rows hold the same best val, below the untrained model's ~ln(65) = 4.17."""
+    """figures.py (the GPU figures of docs/benchmarks.md, re-measured) on the CPU with a tiny default run: its row holds
+    the run's launch-to-done seconds, ms/iter and best val (below the untrained model's ~ln(65) = 4.17)."""
     tiny = f'--data_dir={char_data} --max_iters=10 --eval_interval=10 --eval_iters=1 --device=cpu'
-    p = run('figures.py', '--only=default', f'--args={tiny}')
+    p = run('figures.py', '--only=default', '--caches=warm', f'--args={tiny}')
     rows = re.findall(r'^\| `python train.py` \(default config\), (cold|warm) \| - \| ([\d.]+) s launch to done, '
                       r'([\d.]+) ms/iter \| best val ([\d.]+) \|$', p.stdout, re.M)
-    assert [r[0] for r in rows] == ['cold', 'warm'] and all(float(r[1]) > 0 and float(r[2]) > 0 for r in rows)
-    assert rows[0][3] == rows[1][3] and float(rows[0][3]) < 4.17
+    assert [r[0] for r in rows] == ['warm'] and float(rows[0][1]) > float(rows[0][2]) / 1000 > 0
+    assert 1 < float(rows[0][3]) < 4.17
