@@ -6,6 +6,7 @@ one token budget, several train.py processes at once, then a table of the mean �
     python ladder.py --quick                              # CPU-sized: rungs 01-12 and names_*, 3 seeds, fewer tokens
     python ladder.py --rungs=08_residual,side/lr_1e-4 --seeds=5
     python ladder.py --args='--compile=False'             # more train.py overrides, given to every run
+    python ladder.py --branch=tokenizer                   # a branch: the rungs of config/ladder/tokenizer/ (its budget)
 
 A run is `python train.py config/ladder/<rung>.py --seed=S --max_iters=... --out_dir=<out>/<rung>/seed<S>`, its
 output in train.log there. Every finished run adds a row to <out>/results.csv, and a later call skips the (rung,
@@ -15,6 +16,7 @@ ones. The table goes to <out>/ladder.md (and is printed); bpb.png and curves.png
 import csv
 import math
 import os
+import runpy
 import shlex
 import statistics
 import subprocess
@@ -23,13 +25,17 @@ import textwrap
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from queue import Queue
 
+import numpy as np
 from tqdm import tqdm
 
 from common import pyplot
 from configurator import ConfigError, configure, parse_config, read_settings, split_args
-from data.common import dataset_error
+from data.common import Tokenizer, dataset_error, load_meta
+from model import GPT, GPTConfig, model_config
 
 # -----------------------------------------------------------------------------
+branch = ''  # '' = the ladder (config/ladder/*.py and side/); else a branch of its own: the rungs in
+# config/ladder/<branch>/ ('tokenizer', 'scaling'), each with the budget its _branch.py file sets (docs/ladder.md)
 rungs = ''  # comma list of config names under config/ladder/ ('08_residual,side/lr_1e-4'); '' = all of them,
 # side branches included (quick: rungs 01-12 and names_* only: the BPE rungs 13-20 train ~50x fewer tokens/s on a CPU)
 seeds = 3  # seeds 1..seeds of each rung
@@ -42,28 +48,43 @@ quick = False  # a CPU-sized ladder: ~10 minutes on 2 cores (see rungs, tokens, 
 procs = None  # train.py processes at once; None: 4 per GPU on CUDA (spread over the GPUs), else one per CPU core
 device = None  # given to train.py; None: train.py's choice (cuda, then mps, then cpu)
 args = ''  # more train.py overrides for every run, e.g. '--compile=False --dtype=float32'
-out = None  # None: out-ladder-runs (quick: out-ladder-runs-quick, so the two budgets never mix)
+out = None  # None: out-ladder-runs (quick: out-ladder-runs-quick; a branch: out-ladder-runs-<branch>)
+flops = None  # None: every run trains `tokens` tokens; else its training FLOPs (model.flops_per_token() x tokens):
+# equal compute for rungs whose tokens cost differently (the tokenizer branch: the output layer grows with the vocab)
 curves = '01_bigram,03_attention,08_residual,11_pre_ln,13_gpt2_bpe,20_llama'  # the rungs of curves.png
 grad_norm_rungs = '07_four_blocks,08_residual'  # runs that log each block's gradient norm (grad_norms.png)
 # -----------------------------------------------------------------------------
 if any(a in ('-h', '--help') for a in sys.argv[1:]):
     print(__doc__.strip() + '\n')  # then the keys, from configure()
-configure(globals())
+config = configure(globals())
+here = os.path.dirname(os.path.abspath(__file__))
+ladder_dir = os.path.join(here, 'config', 'ladder')
+BRANCHES = sorted(d for d in os.listdir(ladder_dir) if os.path.isfile(os.path.join(ladder_dir, d, '_branch.py')))
+if branch:  # the branch's own settings (its _branch.py), where the command line sets none
+    if branch not in BRANCHES:
+        sys.exit(f"error: no such branch: {branch} (branches: {', '.join(BRANCHES)})")
+    given = {k for k, _ in split_args(config, sys.argv[1:])[1]}
+    own = runpy.run_path(os.path.join(ladder_dir, branch, '_branch.py'))
+    globals().update({k: v for k, v in own.items() if k in config and k not in given})
 tokens = int(tokens or (200_000 if quick else 4_096_000))
 evals = evals or (4 if quick else 8)
 eval_iters = eval_iters or (4 if quick else None)
-out = out or ('out-ladder-runs-quick' if quick else 'out-ladder-runs')
-here = os.path.dirname(os.path.abspath(__file__))
-ladder_dir = os.path.join(here, 'config', 'ladder')
+out = out or ('out-ladder-runs-quick' if quick else f'out-ladder-runs-{branch}' if branch else 'out-ladder-runs')
+budget = f"{flops:,.3g} training FLOPs per run" if flops else f"{tokens:,} training tokens per run"
 COLUMNS = ['rung', 'seed', 'params', 'tokens', 'val_loss', 'val_acc', 'val_bpb', 'best_val_loss', 'best_val_bpb',
            'tokens_per_sec', 'seconds', 'device']
 
 
+def folder_rungs(folder=''):
+    """The rungs of config/ladder/<folder> as names ('08_residual', 'side/lr_1e-4'); a file whose name starts with _
+    is not a rung (a branch's shared settings)."""
+    names = sorted(f[:-3] for f in os.listdir(os.path.join(ladder_dir, folder)) if f.endswith('.py') and f[0] != '_')
+    return [os.path.join(folder, n) if folder else n for n in names]
+
+
 def all_rungs():
-    """config/ladder/*.py then config/ladder/side/*.py, as names: '08_residual', 'side/lr_1e-4'."""
-    names = sorted(f[:-3] for f in os.listdir(ladder_dir) if f.endswith('.py'))
-    side = os.path.join(ladder_dir, 'side')
-    return names + sorted('side/' + f[:-3] for f in os.listdir(side) if f.endswith('.py'))
+    """The ladder (config/ladder/*.py, then side/*.py), then every branch's rungs ('tokenizer/bpe1024')."""
+    return folder_rungs() + folder_rungs('side') + [r for b in BRANCHES for r in folder_rungs(b)]
 
 
 def rung_settings(rung, extra):
@@ -97,8 +118,7 @@ def train(rung, seed, slot):
     """One run of train.py; stdout to train.log in its out_dir. Returns (rung, seed, exit code, stderr)."""
     d = run_dir(rung, seed)
     os.makedirs(d, exist_ok=True)
-    cfg = settings[rung]
-    max_iters = tokens // cfg['tokens_per_step']
+    max_iters = iters[rung]
     cmd = [sys.executable, os.path.join(here, 'train.py'), os.path.join(ladder_dir, rung + '.py'), f'--seed={seed}',
            f'--max_iters={max_iters}', f'--eval_interval={max(1, max_iters // evals)}', f'--out_dir={d}',
            '--overwrite=True']  # a run that was cut off starts over
@@ -136,8 +156,8 @@ def fmt(values, digits):
 
 def table(rows):
     """The markdown table of the runs in rows, a line per rung in the order of the rungs key."""
-    lines = [f"Mean ± std over seeds (sample std, n - 1); {tokens:,} training tokens per run (rounded down to",
-             "whole steps). end: at the end of the budget; best-on-val: at the eval of the lowest val loss.",
+    lines = [f"Mean ± std over seeds (sample std, n - 1); {budget} (rounded down to whole steps).",
+             "end: at the end of the budget; best-on-val: at the eval of the lowest val loss.",
              "", "| rung | dataset | seeds | params | val bpb (end) | best-on-val bpb | val acc | tokens/s |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for rung in selected:
@@ -150,6 +170,112 @@ def table(rows):
                      f"| {fmt(col('val_bpb'), 4)} | {fmt(col('best_val_bpb'), 4)} | {fmt(col('val_acc'), 4)} "
                      f"| {fmt(col('tokens_per_sec'), 0)} |")
     return '\n'.join(lines) + '\n'
+
+
+def dataset_facts(s):
+    """(vocabulary, UTF-8 bytes per token of the val split) of a rung's prepared dataset."""
+    path = os.path.join(s['data_dir'], s['dataset'])
+    meta = load_meta(path)
+    val = np.memmap(os.path.join(path, 'val.bin'), dtype=meta['dtype'], mode='r')
+    return meta['vocab_size'], Tokenizer(meta).token_bytes()[val].sum() / len(val)
+
+
+def parameters(s, vocab):
+    """(parameters in the token table and the output layer, all the others) of a rung's model."""
+    model = GPT(GPTConfig(**model_config(s, vocab)))
+    tables = {id(p): p.numel() for p in (model.wte.weight, model.lm_head.weight)}  # tied: counted once
+    return sum(tables.values()), model.get_num_params(non_embedding=False) - sum(tables.values())
+
+
+def tokenizer_report(rows):
+    """The tokenizer branch: a table per tokenizer (vocabulary, bytes per token, parameters, bpb, tokens seen) and
+    tokenizer.png, val bpb against the vocabulary. Returns (markdown, files written)."""
+    lines = ["| rung | vocabulary | val bytes / token | table + output params | body params | tokens per run "
+             "| val bpb (end) | best-on-val bpb | tokens/s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+             "| ---: |"]
+    points = []
+    for rung in selected:
+        runs = [r for r in rows if r['rung'] == rung]
+        if not runs:
+            continue
+        vocab, per_token = dataset_facts(settings[rung])
+        tables, body = parameters(settings[rung], vocab)
+        col = lambda key: [float(r[key]) for r in runs]  # noqa: E731
+        lines.append(f"| `{rung}` | {vocab:,} | {per_token:.3f} | {tables:,} | {body:,} | {int(runs[0]['tokens']):,} "
+                     f"| {fmt(col('val_bpb'), 4)} | {fmt(col('best_val_bpb'), 4)} | {fmt(col('tokens_per_sec'), 0)} |")
+        points.append((vocab, *mean_std(col('val_bpb'))))
+    plt = pyplot()
+    if plt is None or not points:
+        return '\n'.join(lines) + '\n', []
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[0 if math.isnan(p[2]) else p[2] for p in points],
+                fmt='o-', capsize=3)
+    ax.set(xscale='log', xlabel='vocabulary (tokens)', ylabel='val bits per byte (end, mean ± std)',
+           title=textwrap.fill(f'one body, one text, {budget}', 60))
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, 'tokenizer.png'), dpi=100)
+    plt.close(fig)
+    return '\n'.join(lines) + '\n', [os.path.join(out, 'tokenizer.png')]
+
+
+def fit_power_law(n, loss):
+    """L(N) = E + A N^-alpha, least squares: for each alpha of a grid (0.005 to 2) E and A are a straight-line fit of
+    loss against N^-alpha, solved exactly; the alpha of the smallest squared error. Returns (E, A, alpha)."""
+    n, loss = np.asarray(n, dtype=float), np.asarray(loss, dtype=float)
+    alphas = np.linspace(0.005, 2.0, 4000)[:, None]
+    u = n[None, :] ** -alphas  # (alphas, runs)
+    du, dl = u - u.mean(1, keepdims=True), loss - loss.mean()
+    a = (du * dl).sum(1) / (du ** 2).sum(1)
+    e = loss.mean() - a * u.mean(1)
+    best = int((((e[:, None] + a[:, None] * u) - loss) ** 2).sum(1).argmin())
+    return float(e[best]), float(a[best]), float(alphas[best, 0])
+
+
+def scaling_report(rows):
+    """The scaling branch: L(N) = E + A N^-alpha fitted to every run's val bpb at the end (N: the non-embedding
+    parameters), its uncertainty from 200 bootstrap fits (the runs of each size drawn again with replacement), each
+    size's residual, and the fit without the largest size against what that size measured; scaling.png."""
+    runs = {r: [float(row['val_bpb']) for row in rows if row['rung'] == r] for r in selected}
+    runs = {r: v for r, v in runs.items() if v}
+    if len(runs) < 3:
+        return "(the fit needs 3 sizes or more)\n", []
+    size = {r: GPT(GPTConfig(**model_config(settings[r], dataset_facts(settings[r])[0]))).get_num_params()
+            for r in runs}  # 6N's N: the weights that multiply (the output layer in, the token table out)
+    n = [size[r] for r in runs for _ in runs[r]]
+    e, a, alpha = fit_power_law(n, [v for r in runs for v in runs[r]])
+    rng = np.random.default_rng(0)
+    boot = np.array([fit_power_law(n, [v for r in runs for v in rng.choice(runs[r], len(runs[r]))])
+                     for _ in range(200)])
+    *head, last = list(runs)
+    e2, a2, alpha2 = fit_power_law([size[r] for r in head for _ in runs[r]], [v for r in head for v in runs[r]])
+    lines = [f"L(N) = E + A N^-alpha over {len(n)} runs of {len(runs)} sizes ({budget}): alpha = {alpha:.3f} ± "
+             f"{boot[:, 2].std():.3f}, E = {e:.3f} ± {boot[:, 0].std():.3f} bits per byte, A = {a:.3g} (± : the "
+             f"std of 200 bootstrap fits). Without the largest size the fit predicts "
+             f"{e2 + a2 * size[last] ** -alpha2:.4f} for it; it measured {statistics.mean(runs[last]):.4f}."
+             + (" alpha is at an end of the fit's range (0.005 to 2): these points follow no power law" if
+                not 0.005 < alpha < 2.0 else ""), "",
+             "| rung | N (non-embedding) | val bpb (end) | the fit | residual |", "| --- | ---: | ---: | ---: | ---: |"]
+    for r in runs:
+        fitted = e + a * size[r] ** -alpha
+        lines.append(f"| `{r}` | {size[r]:,} | {fmt(runs[r], 4)} | {fitted:.4f} "
+                     f"| {statistics.mean(runs[r]) - fitted:+.4f} |")
+    plt = pyplot()
+    if plt is None:
+        return '\n'.join(lines) + '\n', []
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.plot(n, [v for r in runs for v in runs[r]], 'o', label='runs (val bpb at the end)')
+    grid = np.geomspace(min(n), max(n), 100)
+    ax.plot(grid, e + a * grid ** -alpha, '-', label=f'E + A N^-alpha, alpha = {alpha:.3f}, E = {e:.3f}')
+    ax.set(xscale='log', xlabel='non-embedding parameters N', ylabel='val bits per byte',
+           title=textwrap.fill(f'scaling branch, {budget}', 60))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, 'scaling.png'), dpi=100)
+    plt.close(fig)
+    return '\n'.join(lines) + '\n', [os.path.join(out, 'scaling.png')]
+
+
+REPORTS = {'tokenizer': tokenizer_report, 'scaling': scaling_report}  # a branch's own table and plot, beside the table
 
 
 def mean_curve(rung, seeds_done):
@@ -174,7 +300,7 @@ def plot(rows):
         ax.errorbar([i + dx for i in range(len(names))], [m for m, _ in stats[key]],
                     yerr=[0 if math.isnan(s) else s for _, s in stats[key]], fmt=marker, capsize=3, label=label)
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
-    ax.set(ylabel='val bits per byte', title=f'mean ± std over seeds, {tokens:,} tokens per run')
+    ax.set(ylabel='val bits per byte', title=f'mean ± std over seeds, {budget}')
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(out, 'bpb.png'), dpi=100)
@@ -217,8 +343,9 @@ def plot(rows):
 
 # ----------------------------------------------------------------------------- setup: what to run
 known = all_rungs()
-selected = [r.strip() for r in rungs.split(',') if r.strip()] if rungs else \
-    [r for r in known if not quick or r[:2].isdigit() and int(r[:2]) <= 12 or r.startswith('names_')]
+selected = [r.strip() for r in rungs.split(',') if r.strip()] if rungs else folder_rungs(branch) if branch else \
+    [r for r in folder_rungs() + folder_rungs('side') if not quick or r[:2].isdigit() and int(r[:2]) <= 12
+     or r.startswith('names_')]
 unknown = [r for r in selected if r not in known]
 if unknown:
     sys.exit(f"error: no such rung: {', '.join(unknown)} (rungs: {', '.join(known)})")
@@ -235,9 +362,6 @@ try:
     settings = {r: rung_settings(r, extra) for r in selected}
 except ConfigError as e:
     sys.exit(f"error: {e}")
-short = [f"{r} ({s['tokens_per_step']:,})" for r, s in settings.items() if tokens < s['tokens_per_step']]
-if short:
-    sys.exit(f"error: --tokens={tokens:,} is less than one step of {', '.join(short)} tokens")
 
 # every dataset prepared, or the commands that prepare them
 missing = {}
@@ -249,15 +373,27 @@ for r, s in settings.items():
 if missing:
     sys.exit("error: datasets to prepare first:\n" + '\n'.join(missing.values()))
 
+# each run's steps: `tokens` tokens, or (flops) the tokens of `flops` training FLOPs at the rung's FLOPs per token
+step_flops = {}
+if flops:
+    for r, s in settings.items():
+        vocab = load_meta(os.path.join(s['data_dir'], s['dataset']))['vocab_size']
+        step_flops[r] = GPT(GPTConfig(**model_config(s, vocab))).flops_per_token() * s['tokens_per_step']
+iters = {r: int(flops // step_flops[r]) if flops else tokens // s['tokens_per_step'] for r, s in settings.items()}
+short = [r for r, n in iters.items() if n < 1]
+if short:
+    sys.exit(f"error: {f'--flops={flops:.3g}' if flops else f'--tokens={tokens:,}'} is less than one step of "
+             f"{', '.join(short)}")
+
 # runs done in an earlier call are skipped; they must be of the same budget
 os.makedirs(out, exist_ok=True)
 results_path = os.path.join(out, 'results.csv')
 done = {(r['rung'], int(r['seed'])): r for r in read_csv(results_path)}
 for (r, s), row in done.items():
-    want = tokens // settings[r]['tokens_per_step'] * settings[r]['tokens_per_step'] if r in settings else None
+    want = iters[r] * settings[r]['tokens_per_step'] if r in settings else None
     if want is not None and int(row['tokens']) != want:
         sys.exit(f"error: {results_path} has {r} seed {s} trained on {int(row['tokens']):,} tokens, and this call "
-                 f"asks for {want:,}: use another --out, or the same --tokens")
+                 f"asks for {want:,}: use another --out, or the same --tokens (--flops)")
 jobs = [(r, s) for s in range(1, seeds + 1) for r in selected if (r, s) not in done]
 skipped = len(selected) * seeds - len(jobs)
 
@@ -278,7 +414,7 @@ for i in range(procs):
 
 # ----------------------------------------------------------------------------- run
 where = f"on GPUs {','.join(gpus)}" if gpus else f"OMP_NUM_THREADS={threads}"
-print(f"ladder: {len(selected)} rungs x {seeds} seeds, {tokens:,} tokens per run -> {out}/ | {len(jobs)} to train"
+print(f"ladder: {len(selected)} rungs x {seeds} seeds, {budget} -> {out}/ | {len(jobs)} to train"
       f"{f', skipped {skipped} already in {results_path}' if skipped else ''} | {procs} at once, {where}", flush=True)
 failed = []
 pool = ThreadPoolExecutor(max_workers=procs)
@@ -307,10 +443,12 @@ pool.shutdown()
 # ----------------------------------------------------------------------------- report
 rows = [r for r in read_csv(results_path) if r['rung'] in settings and int(r['seed']) <= seeds]
 text = table(rows)
+own, own_pictures = REPORTS[branch](rows) if branch in REPORTS else ('', [])
+text += f"\n{own}" if own else ''
 with open(os.path.join(out, 'ladder.md'), 'w') as f:
     f.write(text)
 print('\n' + text)
-pictures = plot(rows)
+pictures = plot(rows) + own_pictures
 written = [os.path.join(out, 'ladder.md'), results_path] + pictures
 print(f"wrote {', '.join(written)}" + ('' if pictures else "; no plots: matplotlib is not installed (pip install "
                                                            "matplotlib)"))

@@ -226,6 +226,11 @@ def dataset_error(data_path, dataset):
         return None
     scripts = os.path.dirname(os.path.abspath(__file__))
     script = os.path.join(scripts, dataset, 'prepare.py')
+    variant = re.fullmatch(r'(\w+?)_(bpe(\d+)|gpt2|cl100k_base)', dataset)  # plays_bpe1024: data/plays, bpe:1024
+    if not os.path.exists(script) and variant and os.path.exists(os.path.join(scripts, variant[1], 'prepare.py')):
+        kind = f"bpe:{variant[3]}" if variant[3] else variant[2]
+        return (f"dataset '{dataset}' is not prepared in {data_path} ({problem}); run: python data/{variant[1]}/"
+                f"prepare.py --tokenizer {kind} --out_dir {shlex.quote(str(data_path))}")
     if not os.path.exists(script):
         known = sorted(d for d in os.listdir(scripts) if os.path.exists(os.path.join(scripts, d, 'prepare.py')))
         return (f"dataset '{dataset}' is not prepared in {data_path} ({problem}), and there is no "

@@ -80,12 +80,13 @@ def test_train_sample_and_export_use_it_with_no_flag(tmp_path):
     p = run('train.py', *TINY, f'--data_dir={tmp_path}', f'--dataset={data.name}', f'--out_dir={out}',
             '--max_iters=4', '--eval_interval=4', '--eval_iters=1')
     assert 'val bpb' in p.stdout
-    p = run('sample.py', f'--out_dir={out}', '--ckpt=last', '--device=cpu', '--start=First', '--num_samples=1',
-            '--max_new_tokens=8')
+    p = run_here('sample.py', f'--out_dir={out}', '--ckpt=last', '--device=cpu', '--start=First', '--num_samples=1',
+                 '--max_new_tokens=8')
     assert 'First' in p.stdout
     transformers = pytest.importorskip('transformers')
     pytest.importorskip('safetensors')
-    run('export.py', f'--out_dir={out}', '--ckpt=last', f'--export_dir={tmp_path / "hf"}')
+    p = run_here('export.py', f'--out_dir={out}', '--ckpt=last', f'--export_dir={tmp_path / "hf"}')
+    assert p.returncode == 0, p.stderr
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / 'hf')
     passage = val[:200] + TEXT[-60:]
     assert theirs(passage)['input_ids'] == Tokenizer(meta).encode(passage)

@@ -133,3 +133,56 @@ def test_side_branch_changes_only_what_it_tests_with_the_param_count_it_states(p
     if stated:
         params = GPT(GPTConfig(**model_config(config, 65))).get_num_params(non_embedding=False)
         assert int(stated[1].replace(',', '')) == params, first
+
+
+# ----------------------------------------------------------------------------- the branches (issue 25)
+def rung_config(train_defaults, rung, *overrides):
+    return parse_config(train_defaults, [str(REPO / 'config' / 'ladder' / f'{rung}.py'), *overrides])
+
+
+def test_the_scaling_branch_fits_the_power_law_its_runs_follow(tmp_path, train_defaults):
+    """Runs already in results.csv are not trained again: given the val bpb of an exact L(N) = E + A N^-alpha (two
+    seeds a size, +-0.001 apart), the scaling branch's report finds alpha and E, with N the sizes' non-embedding
+    parameters, and predicts the largest size from the others."""
+    fake_dataset(tmp_path, 'plays', 76)
+    sizes = ['s1_2x64', 's2_3x96', 's3_4x128', 's4_5x192', 's5_6x256', 's6_8x384']
+    out = tmp_path / 'out'
+    out.mkdir()
+    rows = []
+    for name in sizes:
+        s = rung_config(train_defaults, f'scaling/{name}')
+        n = GPT(GPTConfig(**model_config(s, 76))).get_num_params()
+        for seed, noise in ((1, -0.001), (2, 0.001)):
+            rows.append({'rung': f'scaling/{name}', 'seed': seed, 'params': n, 'tokens': 4096, 'val_loss': 1,
+                         'val_acc': 0.5, 'val_bpb': 1.2 + 30 * n ** -0.3 + noise, 'best_val_loss': 1,
+                         'best_val_bpb': 1, 'tokens_per_sec': 1, 'seconds': 1, 'device': 'cpu'})
+    with open(out / 'results.csv', 'w') as f:
+        f.write(','.join(rows[0]) + '\n' + ''.join(','.join(map(str, r.values())) + '\n' for r in rows))
+    p = run('ladder.py', '--branch=scaling', '--seeds=2', '--tokens=4096', f'--out={out}', '--device=cpu',
+            f'--args=--data_dir={tmp_path}')
+    assert '0 to train' in p.stdout
+    m = re.search(r'alpha = ([\d.]+) ± ([\d.]+), E = ([\d.]+) ± ([\d.]+) bits per byte', p.stdout)
+    assert float(m[1]) == pytest.approx(0.3, abs=0.02) and float(m[3]) == pytest.approx(1.2, abs=0.02)
+    predicted, measured = map(float, re.search(r'predicts (\d+\.\d+) for it; it measured (\d+\.\d+)',
+                                               p.stdout).groups())
+    assert predicted == pytest.approx(measured, abs=0.005)
+    assert (out / 'ladder.md').read_text().count('| `scaling/') == 12  # the ladder's table, then the fit's
+
+
+def test_the_tokenizer_branch_gives_every_rung_the_same_flops(tmp_path, train_defaults):
+    """--flops: each rung trains the whole steps that fit its FLOPs per token (the output layer grows with the
+    vocabulary), and the tokenizer table gives each rung's vocabulary and bytes per token on val."""
+    fake_dataset(tmp_path, 'plays_bpe256', 257)
+    fake_dataset(tmp_path, 'plays_bpe512', 513)
+    rungs, out = ['tokenizer/bpe256', 'tokenizer/bpe512'], tmp_path / 'out'
+    tiny = f'--data_dir={tmp_path} --batch_size=4 --block_size=16 --n_layer=1'
+    run('ladder.py', '--branch=tokenizer', f'--rungs={",".join(rungs)}', '--seeds=1', '--flops=1e9', '--evals=1',
+        '--eval_iters=1', '--device=cpu', f'--out={out}', f'--args={tiny}')
+    for rung, vocab in zip(rungs, (257, 513)):
+        s = rung_config(train_defaults, rung, *tiny.split())
+        step = GPT(GPTConfig(**model_config(s, vocab))).flops_per_token() * 4 * 16
+        row = next(r for r in csv_rows(out / 'results.csv') if r['rung'] == rung)
+        assert int(row['tokens']) == int(1e9 // step) * 4 * 16 > 0
+    cells = table_rows((out / 'ladder.md').read_text())
+    assert [cells[r][0] for r in rungs] == ['257', '513']  # the tokenizer table (last): vocabulary, bytes / token, ...
+    assert 1 <= float(cells['tokenizer/bpe256'][1]) <= 2  # the fake characters are 1 or 2 bytes each

