@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configurator import parse_config
-from conftest import REPO, csv_rows, run
+from conftest import REPO, csv_rows, run, run_here
 from model import GPT, GPTConfig, model_config
 
 RUNGS = ['01_bigram', 'names_01_bigram']
@@ -158,8 +158,8 @@ def test_the_scaling_branch_fits_the_power_law_its_runs_follow(tmp_path, train_d
                          'best_val_bpb': 1, 'tokens_per_sec': 1, 'seconds': 1, 'device': 'cpu'})
     with open(out / 'results.csv', 'w') as f:
         f.write(','.join(rows[0]) + '\n' + ''.join(','.join(map(str, r.values())) + '\n' for r in rows))
-    p = run('ladder.py', '--branch=scaling', '--seeds=2', '--tokens=4096', f'--out={out}', '--device=cpu',
-            f'--args=--data_dir={tmp_path}')
+    p = run_here('ladder.py', '--branch=scaling', '--seeds=2', '--tokens=4096', f'--out={out}', '--device=cpu',
+                 f'--args=--data_dir={tmp_path}')
     assert '0 to train' in p.stdout
     m = re.search(r'alpha = ([\d.]+) ± ([\d.]+), E = ([\d.]+) ± ([\d.]+) bits per byte', p.stdout)
     assert float(m[1]) == pytest.approx(0.3, abs=0.02) and float(m[3]) == pytest.approx(1.2, abs=0.02)
@@ -171,18 +171,29 @@ def test_the_scaling_branch_fits_the_power_law_its_runs_follow(tmp_path, train_d
 
 def test_the_tokenizer_branch_gives_every_rung_the_same_flops(tmp_path, train_defaults):
     """--flops: each rung trains the whole steps that fit its FLOPs per token (the output layer grows with the
-    vocabulary), and the tokenizer table gives each rung's vocabulary and bytes per token on val."""
+    vocabulary). Runs in results.csv with exactly those tokens count as done (any other count stops the call), and the
+    tokenizer table gives each rung's vocabulary and bytes per token on val."""
     fake_dataset(tmp_path, 'plays_bpe256', 257)
     fake_dataset(tmp_path, 'plays_bpe512', 513)
     rungs, out = ['tokenizer/bpe256', 'tokenizer/bpe512'], tmp_path / 'out'
-    tiny = f'--data_dir={tmp_path} --batch_size=4 --block_size=16 --n_layer=1'
-    run('ladder.py', '--branch=tokenizer', f'--rungs={",".join(rungs)}', '--seeds=1', '--flops=1e9', '--evals=1',
-        '--eval_iters=1', '--device=cpu', f'--out={out}', f'--args={tiny}')
+    out.mkdir()
+    rows = []
     for rung, vocab in zip(rungs, (257, 513)):
-        s = rung_config(train_defaults, rung, *tiny.split())
-        step = GPT(GPTConfig(**model_config(s, vocab))).flops_per_token() * 4 * 16
-        row = next(r for r in csv_rows(out / 'results.csv') if r['rung'] == rung)
-        assert int(row['tokens']) == int(1e9 // step) * 4 * 16 > 0
+        s = rung_config(train_defaults, rung, f'--data_dir={tmp_path}')
+        per_step = s['batch_size'] * s['block_size']
+        tokens = int(1e11 // (GPT(GPTConfig(**model_config(s, vocab))).flops_per_token() * per_step)) * per_step
+        rows.append({'rung': rung, 'seed': 1, 'params': 1, 'tokens': tokens, 'val_loss': 1, 'val_acc': 0.5,
+                     'val_bpb': 2, 'best_val_loss': 1, 'best_val_bpb': 2, 'tokens_per_sec': 1, 'seconds': 1,
+                     'device': 'cpu'})
+    assert rows[0]['tokens'] > rows[1]['tokens'] > 0  # the bigger vocabulary: fewer tokens for the same FLOPs
+    with open(out / 'results.csv', 'w') as f:
+        f.write(','.join(rows[0]) + '\n' + ''.join(','.join(map(str, r.values())) + '\n' for r in rows))
+    p = run_here('ladder.py', '--branch=tokenizer', f'--rungs={",".join(rungs)}', '--seeds=1', '--flops=1e11',
+                 '--device=cpu', f'--out={out}', f'--args=--data_dir={tmp_path}')
+    assert '0 to train' in p.stdout
     cells = table_rows((out / 'ladder.md').read_text())
     assert [cells[r][0] for r in rungs] == ['257', '513']  # the tokenizer table (last): vocabulary, bytes / token, ...
     assert 1 <= float(cells['tokenizer/bpe256'][1]) <= 2  # the fake characters are 1 or 2 bytes each
+    p = run_here('ladder.py', '--branch=tokenizer', f'--rungs={",".join(rungs)}', '--seeds=1', '--flops=2e11',
+                 '--device=cpu', f'--out={out}', f'--args=--data_dir={tmp_path}')
+    assert p.returncode != 0 and 'use another --out, or the same --tokens (--flops)' in p.stderr
