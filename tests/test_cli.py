@@ -44,8 +44,8 @@ def test_train_resume_sample(tmp_path, char_data):
     assert [r['iters'] for r in rows] == ['10', '20']
     assert rows[0]['config'] == 'default' and '--max_iters=10' in rows[0]['overrides']
 
-    p = run('sample.py', f'--out_dir={out}', '--start=First', '--num_samples=2', '--max_new_tokens=30',
-            '--device=cpu')
+    p = run_here('sample.py', f'--out_dir={out}', '--start=First', '--num_samples=2', '--max_new_tokens=30',
+                 '--device=cpu')
     samples = [s.strip('\n') for s in re.split(r'-+ sample \d/2 -+\n', p.stdout)[1:]]
     assert len(samples) == 2
     for s in samples:
@@ -96,9 +96,9 @@ def test_sample_without_out_dir_takes_out_not_the_latest_trained_model(tmp_path,
                                               "out-ladder/08_residual (pass one with --out_dir=...)\n")
     (tmp_path / 'out-first').rename(tmp_path / 'out')
     os.utime(tmp_path / 'out-ladder' / '08_residual' / 'best.pt')  # the latest checkpoint written here: not taken
-    p = run('sample.py', *args, cwd=tmp_path)
+    p = run_here('sample.py', *args, cwd=tmp_path)
     assert re.fullmatch(r'sampling from out/best\.pt \(iter 2, best val loss [\d.]+\)\n', p.stderr)
-    p = run('sample.py', *args, '--out_dir=out-ladder/08_residual', '--ckpt=last', cwd=tmp_path)
+    p = run_here('sample.py', *args, '--out_dir=out-ladder/08_residual', '--ckpt=last', cwd=tmp_path)
     assert p.stderr.startswith('sampling from out-ladder/08_residual/last.pt (iter 2, ')
     p = run_here('sample.py', *args, cwd=tmp_path / 'out')
     assert p.returncode == 1 and 'train one first (python train.py)' in p.stderr

@@ -217,7 +217,8 @@ def test_an_fsdp_checkpoint_is_one_process_s_and_resumes_in_one_process_and_samp
     p = run('train.py', *ACCUM, f'--data_dir={data}', f'--out_dir={tmp_path / "out"}', '--max_iters=20',
             '--init_from=resume')
     assert_same_curve(curve(p.stdout), straight, range(10, 21, 2))
-    p = run('sample.py', f'--out_dir={fsdp_10[0]}', '--device=cpu', '--num_samples=1', '--max_new_tokens=5')
+    p = run_here('sample.py', f'--out_dir={fsdp_10[0]}', '--device=cpu', '--num_samples=1',
+                 '--max_new_tokens=5')
     assert p.stdout.startswith('---------- sample 1/1')
 
 

@@ -284,7 +284,8 @@ def test_a_compiled_ddp_checkpoint_loads_in_sample_and_resume(data, out):
     ckpt = load_checkpoint(out / 'last.pt')
     ckpt['model'] = {f'module._orig_mod.{k}': v for k, v in ckpt['model'].items()}  # DDP around torch.compile
     save_checkpoint(ckpt, out / 'last.pt')
-    p = run('sample.py', f'--out_dir={out}', '--ckpt=last', '--device=cpu', '--num_samples=1', '--max_new_tokens=5')
+    p = run_here('sample.py', f'--out_dir={out}', '--ckpt=last', '--device=cpu', '--num_samples=1',
+                 '--max_new_tokens=5')
     assert p.stdout.startswith('---------- sample 1/1')
     p = train(data, out, '--init_from=resume', '--eval_only=True', '--max_iters=10', check=True)
     assert evals(p.stdout) == evals((out / 'train.log').read_text())[-1:]  # the same model: the same loss

@@ -23,12 +23,11 @@ def ckpt_dir(tmp_path_factory):
 
 
 def sample(ckpt_dir, *args, check=True):
-    return run('sample.py', f'--out_dir={ckpt_dir}', '--device=cpu', *args, check=check)
-
-
-def sample_here(ckpt_dir, *args):
-    """sample() for a run that stops at a check: in this process (conftest.run_here)."""
-    return run_here('sample.py', f'--out_dir={ckpt_dir}', '--device=cpu', *args)
+    """sample.py in this process (conftest.run_here): its output and exit status, without a new process's start."""
+    p = run_here('sample.py', f'--out_dir={ckpt_dir}', '--device=cpu', *args)
+    if check and p.returncode != 0:
+        raise AssertionError(f"sample.py {' '.join(map(str, args))} exited {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
 
 
 def bodies(stdout):
@@ -59,7 +58,7 @@ def test_show_probs_lists_five_candidates_per_token(ckpt_dir):
 
 
 def test_show_probs_names_its_columns_once(ckpt_dir):
-    lines = sample_here(ckpt_dir, '--start=All', '--num_samples=2', '--max_new_tokens=4', '--show_probs').stdout
+    lines = sample(ckpt_dir, '--start=All', '--num_samples=2', '--max_new_tokens=4', '--show_probs').stdout
     lines = lines.splitlines()
     first = next(i for i, line in enumerate(lines) if ' <- ' in line)
     header = "    chosen    then the 5 likeliest candidates, each with its probability (sample 1 of 2)"
@@ -68,12 +67,12 @@ def test_show_probs_names_its_columns_once(ckpt_dir):
 
 
 def test_it_says_which_checkpoint_it_samples_from(ckpt_dir, tmp_path):
-    p = sample_here(ckpt_dir, '--start=All', '--num_samples=1', '--max_new_tokens=2')
+    p = sample(ckpt_dir, '--start=All', '--num_samples=1', '--max_new_tokens=2', check=False)
     assert re.fullmatch(rf"sampling from {re.escape(str(ckpt_dir / 'best.pt'))} \(iter 20, best val loss \d\.\d{{4}}\)",
                         p.stderr.splitlines()[0])
     bare = torch.load(ckpt_dir / 'best.pt', weights_only=True)  # as an int8 export: no iteration, no val loss
     torch.save({k: bare[k] for k in ('model', 'model_args', 'tokenizer')}, tmp_path / 'bare.pt')
-    p = sample_here(ckpt_dir, f'--ckpt={tmp_path / "bare.pt"}', '--num_samples=1', '--max_new_tokens=2')
+    p = sample(ckpt_dir, f'--ckpt={tmp_path / "bare.pt"}', '--num_samples=1', '--max_new_tokens=2', check=False)
     assert p.returncode == 0 and p.stderr == f"sampling from {tmp_path / 'bare.pt'}\n"
 
 
@@ -91,7 +90,7 @@ def test_without_a_checkpoint_the_error_names_the_out_dirs_that_have_one(tmp_pat
 
 
 def test_a_ckpt_that_is_no_name_and_no_file_is_one_clear_error(ckpt_dir):
-    p = sample_here(ckpt_dir, '--ckpt=latest')
+    p = sample(ckpt_dir, '--ckpt=latest', check=False)
     assert p.returncode == 1
     assert p.stderr == "error: --ckpt=latest is not 'best', 'last' or a path to a checkpoint file\n"
 
@@ -110,7 +109,7 @@ def test_attention_png_labels_every_map_with_the_prompt_tokens(ckpt_dir, tmp_pat
     from common import pyplot
     plt = pyplot()
     before = set(plt.get_fignums())
-    p = sample_here(ckpt_dir, '--start=Fi r\nst', f'--attention={tmp_path / "a.png"}')
+    p = sample(ckpt_dir, '--start=Fi r\nst', f'--attention={tmp_path / "a.png"}', check=False)
     assert p.returncode == 0 and (tmp_path / 'a.png').stat().st_size > 0, p.stderr
     fig = plt.figure(*(set(plt.get_fignums()) - before))
     try:
@@ -136,7 +135,7 @@ def test_attention_png_labels_every_map_with_the_prompt_tokens(ckpt_dir, tmp_pat
 
 def test_attention_map_without_matplotlib_is_ascii(ckpt_dir, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'matplotlib', None)  # import matplotlib raises ImportError: as if not installed
-    out = sample_here(ckpt_dir, '--start=First', f'--attention={tmp_path / "a.png"}').stdout
+    out = sample(ckpt_dir, '--start=First', f'--attention={tmp_path / "a.png"}').stdout
     assert out.startswith(f"attention of {ckpt_dir / 'best.pt'} on 5 prompt tokens: row = query token, column = the "
                           f"token it attends to")
     assert 'ASCII' in out and not (tmp_path / 'a.png').exists()
@@ -155,7 +154,7 @@ def test_attention_map_without_matplotlib_is_ascii(ckpt_dir, tmp_path, monkeypat
     (['--stop_at_eot'], 'stop_at_eot needs a tokenizer with <|endoftext|>'),
 ])
 def test_bad_sampling_input_is_one_clear_line(ckpt_dir, args, message):
-    p = sample_here(ckpt_dir, *args)
+    p = sample(ckpt_dir, *args, check=False)
     assert p.returncode != 0 and message in p.stderr and 'Traceback' not in p.stderr
 
 
@@ -163,7 +162,7 @@ def test_prompt_file_errors(ckpt_dir, tmp_path):
     latin1 = tmp_path / 'latin1.txt'
     latin1.write_bytes('café'.encode('latin-1'))
     for path, message in ((tmp_path / 'missing.txt', 'not found'), (latin1, 'is not UTF-8')):
-        p = sample_here(ckpt_dir, f'--start=FILE:{path}')
+        p = sample(ckpt_dir, f'--start=FILE:{path}', check=False)
         assert p.returncode != 0 and p.stderr.startswith('error:') and message in p.stderr
 
 
