@@ -120,7 +120,9 @@ if 'fast' in parts:
         evals = numbers(lines, nano_val)  # (seconds, iter, val)
         hits = [e for e in evals if e[2] <= target]
         nano = hits[0][0] if hits else None
-        t, it, v = hits[0] if hits else min(evals, key=lambda e: e[2])
+        if not hits:  # what it printed last, to see why
+            print('\n'.join(f"nanoGPT | {line}" for _, line in lines[-5:]), flush=True)
+        t, it, v = hits[0] if hits else min(evals, key=lambda e: e[2], default=(0, 0, float('nan')))
         row(f"nanoGPT's baby GPT: launch to val <= {target}, cold", f"{t:.1f} s (val {v:.4f} at iter {it:.0f})" if hits
             else f"not reached (best val {v:.4f} at iter {it:.0f}, {t:.1f} s)", '-', '-')
     run(['data/shakespeare_char/prepare.py'])
@@ -134,10 +136,12 @@ if 'fast' in parts:
             hits = [(t, v) for t, _, v in numbers(lines, ours_val) if v <= target]
             seconds.append(hits[0][0] if hits else float('inf'))
             vals.append(hits[0][1] if hits else float('nan'))
+        missed = sum(s == float('inf') for s in seconds)
+        ours = f"not reached by {missed} of {seeds} seeds" if missed else \
+            f"{spread(seconds, '{:.1f}')} s (val {spread(vals, '{:.4f}')})"
         row(f"fast config: launch to val <= {target}, {'cold' if cold else 'warm'}, seeds 1-{seeds} "
-            f"({', '.join(f'{s:.1f}' for s in seconds)} s)", f"{nano:.1f} s" if nanogpt and nano else '-',
-            f"{spread(seconds, '{:.1f}')} s (val {spread(vals, '{:.4f}')})",
-            f"{nano / statistics.mean(seconds):.2f}x" if nanogpt and nano else '-')
+            f"({', '.join(f'{s:.1f}' for s in seconds)} s)", f"{nano:.1f} s" if nanogpt and nano else '-', ours,
+            f"{nano / statistics.mean(seconds):.2f}x" if nanogpt and nano and not missed else '-')
 
 if 'default' in parts:
     run(['data/shakespeare_char/prepare.py'])
