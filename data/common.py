@@ -268,7 +268,10 @@ def begin_rewrite(out_dir):
 
 
 def write_meta(out_dir, meta):
-    """Last step of a rewrite: meta.json's presence marks a complete set."""
+    """Last step of a rewrite: meta.json's presence marks a complete set. A bpe:N vocabulary (meta['bpe']) is also
+    written beside it as tokenizer.json, a Hugging Face tokenizer file, to read or use elsewhere."""
+    if 'bpe' in meta:
+        write_atomic(os.path.join(out_dir, 'tokenizer.json'), meta['bpe'].encode('utf-8'))
     write_atomic(os.path.join(out_dir, 'meta.json'), json.dumps(meta, indent=1).encode('utf-8'))
 
 
@@ -386,6 +389,7 @@ class Tokenizer:
 
     def __init__(self, meta):
         self.kind = meta['tokenizer']
+        self.hf = self.enc = None  # the library that encodes a BPE: Hugging Face tokenizers (bpe:N) or tiktoken
         if self.kind == 'char':
             self.chars = meta['chars']
             self.stoi = {ch: i for i, ch in enumerate(self.chars)}
@@ -406,14 +410,14 @@ class Tokenizer:
             if missing:
                 raise ValueError(f"characters not in the vocabulary: {''.join(missing)!r}")
             return [self.stoi[c] for c in text]
-        if hasattr(self, 'hf'):
+        if self.hf is not None:
             return self.hf.encode(text, add_special_tokens=False).ids
         return self.enc.encode_ordinary(text)  # a '<|endoftext|>' inside text is just text
 
     def decode(self, ids):
         if self.kind == 'char':
             return ''.join(self.chars[i] for i in ids)
-        if hasattr(self, 'hf'):
+        if self.hf is not None:
             return self.hf.decode(list(ids), skip_special_tokens=False)
         return self.enc.decode(ids)
 
@@ -422,7 +426,7 @@ class Tokenizer:
         as <|endoftext|> have no text: 0 (and bits per byte leaves them out, as nanochat's evaluation does)."""
         if self.kind == 'char':
             return np.array([len(c.encode('utf-8')) for c in self.chars], dtype=np.int64)
-        if hasattr(self, 'hf'):  # byte-level: each character of a token's string stands for one byte
+        if self.hf is not None:  # byte-level: each character of a token's string stands for one byte
             return np.array([0 if i == self.eot else len(self.hf.id_to_token(i)) for i in range(self.vocab_size)],
                             dtype=np.int64)
         special = {self.enc.encode_single_token(s) for s in self.enc.special_tokens_set}

@@ -97,7 +97,7 @@ VAL_PLAYS = ('much-ado-about-nothing', 'henry-v', 'coriolanus', 'macbeth')  # da
 
 def test_plays_split_by_play(tmp_path):
     """data/plays/prepare.py: the four validation plays, whole, are val and the others train; bpe:N learns from the
-    training plays alone. The plays come from plays.json, which the script caches after pip: made up here."""
+    training plays alone. The plays come from --cache, the file the script keeps after pip: made up here."""
     plays = {name: f"{name.upper()}:\n" + SAMPLE_TEXT * 3 for name in ('hamlet', 'othello', 'the-tempest', *VAL_PLAYS)}
     plays['macbeth'] += VAL_MARK * 20  # text of a validation play alone
     out = tmp_path / 'plays'
@@ -106,7 +106,7 @@ def test_plays_split_by_play(tmp_path):
     train_plays = [t for name, t in plays.items() if name not in VAL_PLAYS]
     for tokenizer, joined in (('char', lambda texts: '\n\n'.join(texts)),
                               ('bpe:280', lambda texts: EOT.join(texts) + EOT)):
-        run('data/plays/prepare.py', '--out_dir', out, f'--tokenizer={tokenizer}')
+        run('data/plays/prepare.py', '--out_dir', out, '--cache', out / 'plays.json', f'--tokenizer={tokenizer}')
         meta = json.loads((out / 'meta.json').read_text())
         ids = {s: np.fromfile(out / f'{s}.bin', dtype=meta['dtype']).tolist() for s in ('train', 'val')}
         tok = Tokenizer(meta)
@@ -120,8 +120,8 @@ def test_tinystories_learns_from_the_train_file_and_needs_a_val_file(tmp_path):
     (tmp_path / 'train.txt').write_text(''.join(s + '\n<|endoftext|>\n' for s in stories))
     (tmp_path / 'valid.txt').write_text(''.join(s + '\n<|endoftext|>\n' for s in [VAL_MARK * 30] * 5))
     out = tmp_path / 'out'
-    run('data/tinystories/prepare.py', '--source', tmp_path / 'train.txt', tmp_path / 'valid.txt', '--tokenizer=bpe:300',
-        '--out_dir', out, '--workers=1')
+    run('data/tinystories/prepare.py', '--source', tmp_path / 'train.txt', tmp_path / 'valid.txt',
+        '--tokenizer=bpe:300', '--out_dir', out, '--workers=1')
     meta = json.loads((out / 'meta.json').read_text())
     tok = Tokenizer(meta)
     val = np.fromfile(out / 'val.bin', dtype=meta['dtype']).tolist()

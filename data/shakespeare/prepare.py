@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repository
 from data.common import (already_prepared, bpe_tokenizer, log, sha256, shakespeare_text,  # noqa: E402
-                         write_atomic, write_dataset)
+                         write_dataset)
 
 here = os.path.dirname(os.path.abspath(__file__))
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,8 +38,6 @@ if already_prepared(args.out_dir, fingerprint):
 
 n = int(0.9 * len(text))  # split the text, then tokenize each part, as nanoGPT does
 tok, recorded = bpe_tokenizer(args.tokenizer, lambda: [text[:n]])  # bpe:N learns from the training split alone
-if 'bpe' in recorded:
-    write_atomic(os.path.join(args.out_dir, 'tokenizer.json'), recorded['bpe'].encode('utf-8'))
 meta = write_dataset(args.out_dir, tok.encode(text[:n]), tok.encode(text[n:]), {
     **recorded, 'source': source, 'fingerprint': fingerprint})
 log(f"vocab {meta['vocab_size']:,} ({args.tokenizer}) | train {meta['train_tokens']:,} tokens "

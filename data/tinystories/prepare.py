@@ -225,8 +225,6 @@ def main():
         splits = {split: file_stories(paths) for split, paths in files.items()} if args.source else hub_splits()
     train_texts = (lambda: file_stories(files['train'])) if args.source else (lambda: hub_splits()['train'])
     tok, recorded = bpe_tokenizer(args.tokenizer, train_texts)
-    if bpe_size(args.tokenizer) is not None:
-        write_atomic(os.path.join(args.out_dir, 'tokenizer.json'), recorded['bpe'].encode('utf-8'))
 
     dtype = token_dtype(tok.vocab_size)
     paths = {split: os.path.join(args.out_dir, f'{split}.bin') for split in ('train', 'val')}
