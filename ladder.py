@@ -14,6 +14,7 @@ seed) pairs already there: an interrupted ladder resumes (a run cut off starts o
 ones. The table goes to <out>/ladder.md (and is printed); bpb.png and curves.png too when matplotlib is installed.
 """
 import csv
+import functools
 import math
 import os
 import runpy
@@ -172,19 +173,21 @@ def table(rows):
     return '\n'.join(lines) + '\n'
 
 
-def dataset_facts(s):
-    """(vocabulary, UTF-8 bytes per token of the val split) of a rung's prepared dataset."""
+@functools.cache
+def rung_model(rung):
+    """The GPT that train.py builds for a rung (its settings, its prepared dataset's vocabulary), made once: the FLOP
+    budget and the branches' reports read its sizes."""
+    s = settings[rung]
+    vocab = load_meta(os.path.join(s['data_dir'], s['dataset']))['vocab_size']
+    return GPT(GPTConfig(**model_config(s, vocab)))
+
+
+def val_bytes_per_token(s):
+    """UTF-8 bytes per token of the val split of a rung's prepared dataset."""
     path = os.path.join(s['data_dir'], s['dataset'])
     meta = load_meta(path)
     val = np.memmap(os.path.join(path, 'val.bin'), dtype=meta['dtype'], mode='r')
-    return meta['vocab_size'], Tokenizer(meta).token_bytes()[val].sum() / len(val)
-
-
-def parameters(s, vocab):
-    """(parameters in the token table and the output layer, all the others) of a rung's model."""
-    model = GPT(GPTConfig(**model_config(s, vocab)))
-    tables = {id(p): p.numel() for p in (model.wte.weight, model.lm_head.weight)}  # tied: counted once
-    return sum(tables.values()), model.get_num_params(non_embedding=False) - sum(tables.values())
+    return Tokenizer(meta).token_bytes()[val].sum() / len(val)
 
 
 def tokenizer_report(rows):
@@ -198,11 +201,14 @@ def tokenizer_report(rows):
         runs = [r for r in rows if r['rung'] == rung]
         if not runs:
             continue
-        vocab, per_token = dataset_facts(settings[rung])
-        tables, body = parameters(settings[rung], vocab)
+        model = rung_model(rung)
+        vocab = model.config.vocab_size
+        tables = sum({id(p): p.numel() for p in (model.wte.weight, model.lm_head.weight)}.values())  # tied: once
+        body = model.get_num_params(non_embedding=False) - tables
         col = lambda key: [float(r[key]) for r in runs]  # noqa: E731
-        lines.append(f"| `{rung}` | {vocab:,} | {per_token:.3f} | {tables:,} | {body:,} | {int(runs[0]['tokens']):,} "
-                     f"| {fmt(col('val_bpb'), 4)} | {fmt(col('best_val_bpb'), 4)} | {fmt(col('tokens_per_sec'), 0)} |")
+        lines.append(f"| `{rung}` | {vocab:,} | {val_bytes_per_token(settings[rung]):.3f} | {tables:,} | {body:,} "
+                     f"| {int(runs[0]['tokens']):,} | {fmt(col('val_bpb'), 4)} | {fmt(col('best_val_bpb'), 4)} "
+                     f"| {fmt(col('tokens_per_sec'), 0)} |")
         points.append((vocab, *mean_std(col('val_bpb'))))
     plt = pyplot()
     if plt is None or not points:
@@ -239,8 +245,7 @@ def scaling_report(rows):
     runs = {r: v for r, v in runs.items() if v}
     if len(runs) < 3:
         return "(the fit needs 3 sizes or more)\n", []
-    size = {r: GPT(GPTConfig(**model_config(settings[r], dataset_facts(settings[r])[0]))).get_num_params()
-            for r in runs}  # 6N's N: the weights that multiply (the output layer in, the token table out)
+    size = {r: rung_model(r).get_num_params() for r in runs}  # 6N's N: the output layer in, the token table out
     n = [size[r] for r in runs for _ in runs[r]]
     e, a, alpha = fit_power_law(n, [v for r in runs for v in runs[r]])
     rng = np.random.default_rng(0)
@@ -374,12 +379,8 @@ if missing:
     sys.exit("error: datasets to prepare first:\n" + '\n'.join(missing.values()))
 
 # each run's steps: `tokens` tokens, or (flops) the tokens of `flops` training FLOPs at the rung's FLOPs per token
-step_flops = {}
-if flops:
-    for r, s in settings.items():
-        vocab = load_meta(os.path.join(s['data_dir'], s['dataset']))['vocab_size']
-        step_flops[r] = GPT(GPTConfig(**model_config(s, vocab))).flops_per_token() * s['tokens_per_step']
-iters = {r: int(flops // step_flops[r]) if flops else tokens // s['tokens_per_step'] for r, s in settings.items()}
+iters = {r: int(flops // (rung_model(r).flops_per_token() * s['tokens_per_step'])) if flops
+         else tokens // s['tokens_per_step'] for r, s in settings.items()}
 short = [r for r, n in iters.items() if n < 1]
 if short:
     sys.exit(f"error: {f'--flops={flops:.3g}' if flops else f'--tokens={tokens:,}'} is less than one step of "
