@@ -82,6 +82,15 @@ def row(*cells):
     print('figure | ' + ' | '.join(cells), flush=True)
 
 
+def train(train_args, cold, until=None):
+    """Our train.py with train_args (and --args) into a fresh out_dir, removed after: run()'s lines and seconds."""
+    out = tempfile.mkdtemp(prefix='figures-out-')
+    try:
+        return run(['train.py', *train_args, f'--out_dir={out}', *shlex.split(args)], cold=cold, until=until)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def spread(values, fmt):
     return fmt.format(values[0]) if len(values) == 1 else \
         f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
@@ -105,7 +114,12 @@ if 'step' in parts:
         row(f"Muon's share of our default step, batch {batch}", '-', f"{ours - adamw:.2f} ms",
             f"{100 * (ours - adamw) / ours:.1f}%")
 
+if parts & {'fast', 'default'}:
+    run(['data/shakespeare_char/prepare.py'])
+
 if 'fast' in parts:
+    nano = None  # nanoGPT's seconds to the target
+
     def reached(pattern):
         return lambda line: any(v <= target for *_, v in numbers([(0, line)], pattern))
     nano_val = r'step (\d+): train loss [\d.]+, val loss ([\d.]+)'
@@ -125,14 +139,10 @@ if 'fast' in parts:
         t, it, v = hits[0] if hits else min(evals, key=lambda e: e[2], default=(0, 0, float('nan')))
         row(f"nanoGPT's baby GPT: launch to val <= {target}, cold", f"{t:.1f} s (val {v:.4f} at iter {it:.0f})" if hits
             else f"not reached (best val {v:.4f} at iter {it:.0f}, {t:.1f} s)", '-', '-')
-    run(['data/shakespeare_char/prepare.py'])
     for cold in (state == 'cold' for state in states):
         seconds, vals = [], []
         for seed in range(1, seeds + 1):
-            out = tempfile.mkdtemp(prefix='figures-out-')
-            lines, _ = run(['train.py', 'config/shakespeare_char_fast.py', f'--seed={seed}', f'--out_dir={out}',
-                            *shlex.split(args)], cold=cold, until=reached(ours_val))
-            shutil.rmtree(out, ignore_errors=True)
+            lines, _ = train(['config/shakespeare_char_fast.py', f'--seed={seed}'], cold, until=reached(ours_val))
             hits = [(t, v) for t, _, v in numbers(lines, ours_val) if v <= target]
             seconds.append(hits[0][0] if hits else float('inf'))
             vals.append(hits[0][1] if hits else float('nan'))
@@ -140,15 +150,12 @@ if 'fast' in parts:
         ours = f"not reached by {missed} of {seeds} seeds" if missed else \
             f"{spread(seconds, '{:.1f}')} s (val {spread(vals, '{:.4f}')})"
         row(f"fast config: launch to val <= {target}, {'cold' if cold else 'warm'}, seeds 1-{seeds} "
-            f"({', '.join(f'{s:.1f}' for s in seconds)} s)", f"{nano:.1f} s" if nanogpt and nano else '-', ours,
-            f"{nano / statistics.mean(seconds):.2f}x" if nanogpt and nano and not missed else '-')
+            f"({', '.join(f'{s:.1f}' for s in seconds)} s)", f"{nano:.1f} s" if nano else '-', ours,
+            f"{nano / statistics.mean(seconds):.2f}x" if nano and not missed else '-')
 
 if 'default' in parts:
-    run(['data/shakespeare_char/prepare.py'])
     for cold in (state == 'cold' for state in states):
-        out = tempfile.mkdtemp(prefix='figures-out-')
-        lines, seconds = run(['train.py', f'--out_dir={out}', *shlex.split(args)], cold=cold)
-        shutil.rmtree(out, ignore_errors=True)
+        lines, seconds = train([], cold)
         ms = numbers(lines, r'([\d.]+) ms/iter')[-1][1]
         best = numbers(lines, r'^done \d+ iters \| best val ([\d.]+)')[-1][1]
         row(f"`python train.py` (default config), {'cold' if cold else 'warm'}", '-',
