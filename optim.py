@@ -147,7 +147,7 @@ class Muon(torch.optim.Optimizer):
             by_shape.setdefault(tuple(sorted(p.shape)), []).append(p)
         lr, wd = group['lr'], group['weight_decay']
         if self.update is not muon_update:  # compiled: 0-d tensors, so that a new lr needs no new graph
-            lr, wd = torch.as_tensor(lr), torch.as_tensor(wd)  # (lr: a device tensor already in a CUDA graph)
+            lr, wd = torch.as_tensor(lr), torch.as_tensor(wd)
         for ps in by_shape.values():
             bufs = [self.state[p].setdefault('momentum_buffer', torch.zeros_like(p)) for p in ps]
             self.update(ps, [p.grad for p in ps], bufs, lr, wd, group['momentum'], group['nesterov'],
