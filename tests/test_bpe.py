@@ -3,11 +3,11 @@ text, a lossless round trip, bits per byte from its own byte lengths, read by tr
 exported as a tokenizer.json that transformers' AutoTokenizer encodes to our ids. The plays corpus splits by play."""
 import json
 
-import numpy as np
 import pytest
 
 from conftest import SAMPLE_TEXT, TINY, run, run_here
 from data.common import EOT, Tokenizer, train_bpe
+from test_data import prepared
 
 VAL_MARK = 'Qzx Qzx Qzx. '  # text only the val part holds, so frequent that a BPE trained on it would merge it
 TEXT = SAMPLE_TEXT * 30 + 'Caf\u00e9 cr\u00e8me, na\u00efve \u2014 \u00e0 la carte.\n' * 20  # 2- and 3-byte characters
@@ -20,8 +20,8 @@ def prepare_bpe(tmp_path, n=300, *extra):
     src, out = tmp_path / 'in.txt', tmp_path / f'bpe{n}'
     src.write_text(text, encoding='utf-8')
     p = run('data/shakespeare/prepare.py', '--input', src, '--out_dir', out, '--tokenizer', f'bpe:{n}', *extra)
-    meta = json.loads((out / 'meta.json').read_text())
-    ids = {s: np.fromfile(out / f'{s}.bin', dtype=meta['dtype']).tolist() for s in ('train', 'val')}
+    meta, train, val = prepared(out)
+    ids = {'train': train, 'val': val}
     split = int(0.9 * len(text))
     return p, meta, ids, text[:split], text[split:], out
 
@@ -107,11 +107,9 @@ def test_plays_split_by_play(tmp_path):
     for tokenizer, joined in (('char', lambda texts: '\n\n'.join(texts)),
                               ('bpe:280', lambda texts: EOT.join(texts) + EOT)):
         run('data/plays/prepare.py', '--out_dir', out, '--cache', out / 'plays.json', f'--tokenizer={tokenizer}')
-        meta = json.loads((out / 'meta.json').read_text())
-        ids = {s: np.fromfile(out / f'{s}.bin', dtype=meta['dtype']).tolist() for s in ('train', 'val')}
+        meta, train, val = prepared(out)
         tok = Tokenizer(meta)
-        assert tok.decode(ids['val']) == joined([plays[p] for p in VAL_PLAYS])
-        assert tok.decode(ids['train']) == joined(train_plays)
+        assert tok.decode(val) == joined([plays[p] for p in VAL_PLAYS]) and tok.decode(train) == joined(train_plays)
     assert not merged_mark(tok.hf.get_vocab())
 
 
@@ -122,9 +120,8 @@ def test_tinystories_learns_from_the_train_file_and_needs_a_val_file(tmp_path):
     out = tmp_path / 'out'
     run('data/tinystories/prepare.py', '--source', tmp_path / 'train.txt', tmp_path / 'valid.txt',
         '--tokenizer=bpe:300', '--out_dir', out, '--workers=1')
-    meta = json.loads((out / 'meta.json').read_text())
+    meta, _, val = prepared(out)
     tok = Tokenizer(meta)
-    val = np.fromfile(out / 'val.bin', dtype=meta['dtype']).tolist()
     assert tok.decode(val) == ((VAL_MARK * 30).strip() + EOT) * 5 and not merged_mark(tok.hf.get_vocab())
     p = run_here('data/tinystories/prepare.py', '--source', tmp_path / 'train.txt', '--tokenizer=bpe:300', '--out_dir',
                  tmp_path / 'carved')

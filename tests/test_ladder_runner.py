@@ -140,6 +140,14 @@ def rung_config(train_defaults, rung, *overrides):
     return parse_config(train_defaults, [str(REPO / 'config' / 'ladder' / f'{rung}.py'), *overrides])
 
 
+def write_finished(out, runs):
+    """results.csv in out with (rung, seed, tokens, val bpb) runs, as if ladder.py had trained them."""
+    out.mkdir()
+    with open(out / 'results.csv', 'w') as f:
+        f.write('rung,seed,params,tokens,val_loss,val_acc,val_bpb,best_val_loss,best_val_bpb,tokens_per_sec,seconds,'
+                'device\n' + ''.join(f"{r},{s},1,{t},1,0.5,{bpb},1,{bpb},1,1,cpu\n" for r, s, t, bpb in runs))
+
+
 def test_the_scaling_branch_fits_the_power_law_its_runs_follow(tmp_path, train_defaults):
     """Runs already in results.csv are not trained again: given the val bpb of an exact L(N) = E + A N^-alpha (two
     seeds a size, +-0.001 apart), the scaling branch's report finds alpha and E, with N the sizes' non-embedding
@@ -147,17 +155,12 @@ def test_the_scaling_branch_fits_the_power_law_its_runs_follow(tmp_path, train_d
     fake_dataset(tmp_path, 'plays', 76)
     sizes = ['s1_2x64', 's2_3x96', 's3_4x128', 's4_5x192', 's5_6x256', 's6_8x384']
     out = tmp_path / 'out'
-    out.mkdir()
-    rows = []
+    runs = []
     for name in sizes:
-        s = rung_config(train_defaults, f'scaling/{name}')
-        n = GPT(GPTConfig(**model_config(s, 76))).get_num_params()
-        for seed, noise in ((1, -0.001), (2, 0.001)):
-            rows.append({'rung': f'scaling/{name}', 'seed': seed, 'params': n, 'tokens': 4096, 'val_loss': 1,
-                         'val_acc': 0.5, 'val_bpb': 1.2 + 30 * n ** -0.3 + noise, 'best_val_loss': 1,
-                         'best_val_bpb': 1, 'tokens_per_sec': 1, 'seconds': 1, 'device': 'cpu'})
-    with open(out / 'results.csv', 'w') as f:
-        f.write(','.join(rows[0]) + '\n' + ''.join(','.join(map(str, r.values())) + '\n' for r in rows))
+        n = GPT(GPTConfig(**model_config(rung_config(train_defaults, f'scaling/{name}'), 76))).get_num_params()
+        for seed, noise in ((1, -1e-3), (2, 1e-3)):
+            runs.append((f'scaling/{name}', seed, 4096, 1.2 + 30 * n ** -0.3 + noise))
+    write_finished(out, runs)
     p = run_here('ladder.py', '--branch=scaling', '--seeds=2', '--tokens=4096', f'--out={out}', '--device=cpu',
                  f'--args=--data_dir={tmp_path}')
     assert '0 to train' in p.stdout
@@ -176,18 +179,13 @@ def test_the_tokenizer_branch_gives_every_rung_the_same_flops(tmp_path, train_de
     fake_dataset(tmp_path, 'plays_bpe256', 257)
     fake_dataset(tmp_path, 'plays_bpe512', 513)
     rungs, out = ['tokenizer/bpe256', 'tokenizer/bpe512'], tmp_path / 'out'
-    out.mkdir()
-    rows = []
+    tokens = []
     for rung, vocab in zip(rungs, (257, 513)):
         s = rung_config(train_defaults, rung, f'--data_dir={tmp_path}')
         per_step = s['batch_size'] * s['block_size']
-        tokens = int(1e11 // (GPT(GPTConfig(**model_config(s, vocab))).flops_per_token() * per_step)) * per_step
-        rows.append({'rung': rung, 'seed': 1, 'params': 1, 'tokens': tokens, 'val_loss': 1, 'val_acc': 0.5,
-                     'val_bpb': 2, 'best_val_loss': 1, 'best_val_bpb': 2, 'tokens_per_sec': 1, 'seconds': 1,
-                     'device': 'cpu'})
-    assert rows[0]['tokens'] > rows[1]['tokens'] > 0  # the bigger vocabulary: fewer tokens for the same FLOPs
-    with open(out / 'results.csv', 'w') as f:
-        f.write(','.join(rows[0]) + '\n' + ''.join(','.join(map(str, r.values())) + '\n' for r in rows))
+        tokens.append(int(1e11 // (GPT(GPTConfig(**model_config(s, vocab))).flops_per_token() * per_step)) * per_step)
+    assert tokens[0] > tokens[1] > 0  # the bigger vocabulary: fewer tokens for the same FLOPs
+    write_finished(out, [(rung, 1, t, 2) for rung, t in zip(rungs, tokens)])
     p = run_here('ladder.py', '--branch=tokenizer', f'--rungs={",".join(rungs)}', '--seeds=1', '--flops=1e11',
                  '--device=cpu', f'--out={out}', f'--args=--data_dir={tmp_path}')
     assert '0 to train' in p.stdout
