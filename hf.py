@@ -241,8 +241,8 @@ def tokenizer_of(checkpoint):
     except (OSError, ValueError):
         has = "it has no tokenizer_config.json"
     raise ValueError(f"{path} has a vocabulary of {vocab:,} tokens and {has}: mini-GPT's tokenizers are char, bpe:N, "
-                     f"gpt2 and cl100k_base, so init_from takes models with GPT-2's vocabulary ({GPT2_VOCAB:,} tokens) and "
-                     f"folders export.py wrote")
+                     f"gpt2 and cl100k_base, so init_from takes models with GPT-2's vocabulary ({GPT2_VOCAB:,} tokens) "
+                     f"and folders export.py wrote")
 
 
 # ----------------------------------------------------------------------------- out: export.py
@@ -299,23 +299,23 @@ def write_bpe_tokenizer(tokenizer, folder, block_size):
     """tokenizer.json and tokenizer_config.json for a BPE vocabulary: AutoTokenizer.from_pretrained(folder) then
     encodes text to the ids our Tokenizer gives. bpe:N (data/common.py's train_bpe) is a Hugging Face tokenizer
     already: its JSON as it is; tiktoken's gpt2 / cl100k_base (loaded offline by data/common.py) are converted by
-    transformers' TikTokenConverter from tiktoken's merge ranks."""
-    config = {'tokenizer_class': 'PreTrainedTokenizerFast', 'model_max_length': block_size}
+    transformers' TikTokenConverter from tiktoken's merge ranks. Every BPE here ends documents with <|endoftext|>."""
     if 'bpe' in tokenizer:
         with open(os.path.join(folder, 'tokenizer.json'), 'w') as f:
             f.write(tokenizer['bpe'])
-        write_json(os.path.join(folder, 'tokenizer_config.json'), {**config, 'bos_token': EOT, 'eos_token': EOT})
-        return
-    import_transformers('export of a BPE vocabulary')
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-    kind = tokenizer['tokenizer']
-    enc = Tokenizer({'tokenizer': kind}).enc
-    with tempfile.TemporaryDirectory() as tmp:
-        ranks = os.path.join(tmp, f'{kind}.tiktoken')  # tiktoken's file format: each token in base64, its rank
-        with open(ranks, 'wb') as f:
-            f.writelines(base64.b64encode(t) + b' %d\n' % r for t, r in sorted(enc._mergeable_ranks.items(),
-                                                                               key=lambda kv: kv[1]))
-        converter = TikTokenConverter(vocab_file=ranks, pattern=enc._pat_str, extra_special_tokens=enc._special_tokens)
-        converter.converted().save(os.path.join(folder, 'tokenizer.json'))
-    eot = enc.decode([enc.eot_token])
-    write_json(os.path.join(folder, 'tokenizer_config.json'), {**config, 'bos_token': eot, 'eos_token': eot})
+    else:
+        import_transformers('export of a BPE vocabulary')
+        from transformers.convert_slow_tokenizer import TikTokenConverter
+        kind = tokenizer['tokenizer']
+        enc = Tokenizer({'tokenizer': kind}).enc
+        with tempfile.TemporaryDirectory() as tmp:
+            ranks = os.path.join(tmp, f'{kind}.tiktoken')  # tiktoken's file format: each token in base64, its rank
+            with open(ranks, 'wb') as f:
+                f.writelines(base64.b64encode(t) + b' %d\n' % r for t, r in sorted(enc._mergeable_ranks.items(),
+                                                                                   key=lambda kv: kv[1]))
+            converter = TikTokenConverter(vocab_file=ranks, pattern=enc._pat_str,
+                                          extra_special_tokens=enc._special_tokens)
+            converter.converted().save(os.path.join(folder, 'tokenizer.json'))
+    write_json(os.path.join(folder, 'tokenizer_config.json'), {'tokenizer_class': 'PreTrainedTokenizerFast',
+                                                               'bos_token': EOT, 'eos_token': EOT,
+                                                               'model_max_length': block_size})
