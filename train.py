@@ -98,6 +98,9 @@ dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; 
 compile = None  # None: torch.compile on CUDA only
 compile_eval = True  # evals through the compiled model too; False: the plain one (no second graph to trace and
 # compile for eval mode: seconds that a short run's few evals do not win back)
+cuda_graph = None  # the whole training step (forward, backward, clip, optimizer) captured once as a CUDA graph and
+# replayed: one launch a step, not hundreds (a small model's step is bound by them). None: on where the run allows it:
+# one CUDA process, bfloat16 or float32, nan_policy='stop', no grad_norms, a compile_mode without CUDA graphs of its own
 compile_mode = 'default'  # torch.compile's mode: 'max-autotune' tries more kernels (slower compile), 'reduce-overhead'
 # replays CUDA graphs (fewer launches), 'max-autotune-no-cudagraphs'; or 'cudagraphs': PyTorch's own kernels as CUDA
 # graphs, no inductor (compiles in ~1 s); the same maths in every mode
@@ -138,6 +141,16 @@ compile = or_exit(compile_on, compile, device_type)
 distributed = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun? (rank: over every machine; local: this one)
 rank, local_rank, world_size, local_world_size = (int(os.environ[k]) for k in (
     'RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE')) if distributed else (0, 0, 1, 1)
+graph_unfit = [why for why, bad in (  # what keeps the training step from being one CUDA graph
+    ("a CUDA device", device_type != 'cuda'), ("one process (torchrun started several)", distributed),
+    ("bfloat16 or float32 (float16's GradScaler decides on the CPU)", dtype == 'float16'),
+    ("nan_policy='stop' ('skip' decides on the CPU before each optimizer step)", nan_policy == 'skip'),
+    ("grad_norms=False", grad_norms), ("a compile_mode without CUDA graphs of its own (not reduce-overhead, "
+     "cudagraphs or max-autotune)", compile and compile_mode in ('reduce-overhead', 'cudagraphs', 'max-autotune')))
+    if bad]
+if cuda_graph and graph_unfit:
+    sys.exit(f"error: cuda_graph=True needs {'; '.join(graph_unfit)}")
+cuda_graph = not graph_unfit if cuda_graph is None else cuda_graph
 master_process = rank == 0
 if wandb_log and master_process:  # now, not after training
     try:
@@ -314,6 +327,11 @@ if checkpoint is not None:
         print(f"note: {last_path} was written by {len(rng)} processes and this run has {world_size}: the batches "
               f"continue exactly, dropout from fresh random states")
 checkpoint = None  # free memory
+lr_now = torch.tensor(float(learning_rate), device=device)  # cuda_graph: every group's lr, read on the device (a
+for group in optimizer.param_groups:  # number would be baked into the graph); torch's AdamW steps under capture only
+    group['capturable'] = cuda_graph  # when capturable (a resumed run's groups say what its own run needed)
+    if cuda_graph:
+        group['lr'] = lr_now
 
 # what the steps run: the model compiled (on CUDA by default), and under DDP wrapped to average the gradients;
 # evals run it too, or (compile_eval=False) the plain model
@@ -328,7 +346,8 @@ if master_process:
     print(f"params {model.get_num_params(non_embedding=False):,} total | {model.get_num_params():,} "
           f"non-embedding (without lookup tables: the N of 6N) | {model.flops_per_token():,} FLOPs/token "
           f"| device {device_name} | dtype {dtype} | compile {compile}" + (f" | {parallel}" if distributed else "")
-          + (f" | threads {torch.get_num_threads()}" if device_type == 'cpu' else ""))
+          + (f" | cuda graph {cuda_graph}" if device_type == 'cuda' else f" | threads {torch.get_num_threads()}"
+             if device_type == 'cpu' else ""))
     print(f"batch {world_size} processes x {micro_steps} micro-steps x {micro_batch} x {block_size} tokens = "
           f"{tokens_per_iter:,} tokens per optimizer step (gradient_accumulation_steps x batch_size = "
           f"{gradient_accumulation_steps} x {batch_size} sequences, the same for any number of processes)")
@@ -347,6 +366,8 @@ run = SimpleNamespace(
     signal=None,  # SIGTERM or SIGINT (Ctrl-C) received: finish the step, save last.pt, say how to resume, exit
     t_start=None, eval_seconds=0.0,  # when training started (the loop sets it); the seconds spent in evals since
     t_log=None, log_iter=iter_num,  # the log lines' window: their rate is over the steps since (evals left out)
+    graph=None, graph_inputs=None, graph_outputs=None,  # cuda_graph: the captured step, its batches, its results,
+    side_stream=None,  # and the stream of the steps before the capture
 )
 show_bar = master_process and sys.stderr.isatty()  # a progress bar on a terminal; log lines go to a file or a pipe
 print_lines = master_process and not (show_bar and sys.stdout.isatty())
@@ -356,6 +377,14 @@ bar = tqdm(total=max_iters, initial=iter_num, disable=not show_bar, dynamic_ncol
 # ----------------------------------------------------------------------------- helpers of the training loop
 def get_lr(it):
     return lr_at(it, learning_rate, warmup_iters, lr_decay_iters, min_lr) if decay_lr else learning_rate
+
+
+def set_lr(lr):
+    if cuda_graph:
+        lr_now.fill_(lr)  # no sync: the copy is queued before the step that reads it
+    else:
+        for param_group in optimizer.param_groups:
+            param_group['lr'] = lr
 
 
 def get_step_batches():
@@ -412,6 +441,33 @@ def train_step(batches):
         if not scaler.is_enabled():  # float16: the GradScaler skips steps with inf gradients itself, by design
             nonfinite |= ~grad_norm.isfinite()
     return step_loss, grad_norm, nonfinite
+
+
+def graphed_step(batches):
+    """cuda_graph: train_step and the optimizer's step as one CUDA graph, the same maths. The first 3 steps run as
+    usual, on a side stream (compilation, cuBLAS's workspaces, the optimizer's state: nothing is first made during the
+    capture); the next is captured with its batches as the graph's inputs, and every later step copies its batches
+    into them and replays it. Returns train_step's results, which each replay overwrites."""
+    if run.graph is None and run.iter_num < run.start_iter + 3:  # 3 steps as usual first
+        side = run.side_stream = run.side_stream or torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            results = train_step(batches)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)  # the capture makes the gradients anew, in the graph's memory
+        torch.cuda.current_stream().wait_stream(side)
+        return results
+    if run.graph is None:
+        run.graph, run.graph_inputs = torch.cuda.CUDAGraph(), batches
+        with torch.cuda.graph(run.graph):
+            run.graph_outputs = train_step(batches)
+            optimizer.step()
+    else:
+        for (X, Y), (graph_X, graph_Y) in zip(batches, run.graph_inputs):
+            graph_X.copy_(X)
+            graph_Y.copy_(Y)
+    run.graph.replay()
+    return run.graph_outputs
 
 
 @torch.no_grad()
@@ -669,9 +725,8 @@ try:
             break
 
         lr = get_lr(run.iter_num)
-        for param_group in optimizer.param_groups:
-            param_group['lr'] = lr
-        loss, grad_norm, nonfinite = train_step(batches)
+        set_lr(lr)
+        loss, grad_norm, nonfinite = (graphed_step if cuda_graph else train_step)(batches)  # graphed: + the optimizer
         batches = get_step_batches()  # prefetch the next step's batches while the GPU works on this one
         run.first_bad = torch.where(nonfinite & (run.first_bad < 0), run.iter_num, run.first_bad)  # no sync
         skip = stop_signal = False
@@ -680,9 +735,10 @@ try:
             skip = skip_nonfinite(bad_iter, loss, grad_norm)
         if skip and not scaler.is_enabled():  # float16: the GradScaler skips a step with non-finite gradients itself
             optimizer.zero_grad(set_to_none=True)  # no gradients: the optimizer step below changes nothing
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        if not cuda_graph:  # (the graph's step holds it)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
         if ema is not None:
             ema.update(run.iter_num)
         run.iter_num += 1

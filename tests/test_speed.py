@@ -4,10 +4,10 @@ import re
 
 import pytest
 import torch
-from conftest import TINY, run
+from conftest import TINY, run, run_here
 
 from model import GPT, GPTConfig
-from optim import configure_muon
+from optim import OPTIMIZERS, configure_muon
 
 
 def loss_and_grads(model, step, X, Y):
@@ -98,3 +98,38 @@ def test_compiled_muon_update_equals_the_eager_one():
     assert counters['stats']['unique_graphs'] == 3  # shapes (32, 96), (32, 32), (32, 128), for 3 learning rates
     torch.testing.assert_close(compiled, muon_weights(compiled=False), rtol=1e-4, atol=1e-4)
 
+
+
+@pytest.mark.parametrize('optim', ['muon', 'adamw'])
+def test_a_learning_rate_held_in_a_tensor_steps_as_the_number(optim):
+    """cuda_graph=True gives every group one 0-d tensor as its lr (train.py's lr_now), filled before each step, since a
+    number would be baked into the captured graph: the steps are those of the numbers the schedule gives."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=8, vocab_size=20))
+    batches = [torch.randint(20, (2, 8)) for _ in range(3)]
+    weights = []
+    for held in (False, True):
+        m = GPT(model.config)
+        m.load_state_dict(model.state_dict())
+        opt = OPTIMIZERS[optim](m, 0.1, 1e-2, (0.9, 0.95), 'cpu')
+        lr_now = torch.tensor(0.0)
+        for k, x in enumerate(batches):
+            lr = 1e-2 * (k + 1) / 3  # a warmup: each step another lr
+            for group in opt.param_groups:
+                group['lr'] = lr_now.fill_(lr) if held else lr
+            m(x, x)[1].backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        weights.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    torch.testing.assert_close(weights[1], weights[0], rtol=1e-4, atol=1e-4)  # rounding, grown by 3 AdamW steps
+
+
+@pytest.mark.parametrize('setting, needs', [
+    ('--device=cpu', "a CUDA device"),
+    ('--nan_policy=skip', "nan_policy='stop' ('skip' decides on the CPU before each optimizer step)"),
+    ('--grad_norms=True', "grad_norms=False"),
+])
+def test_cuda_graph_says_what_it_needs(tmp_path, char_data, setting, needs):
+    """On a CPU the whole-step CUDA graph is off by default (cuda_graph=None); asked for, it says what it needs."""
+    p = run_here('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}', '--cuda_graph=True', setting)
+    assert p.returncode == 1 and p.stderr.startswith("error: cuda_graph=True needs ") and needs in p.stderr
