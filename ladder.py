@@ -194,28 +194,30 @@ def tokenizer_report(rows):
     """The tokenizer branch: a table per tokenizer (vocabulary, bytes per token, parameters, bpb, tokens seen) and
     tokenizer.png, val bpb against the vocabulary. Returns (markdown, files written)."""
     lines = ["| rung | vocabulary | val bytes / token | table + output params | body params | tokens per run "
-             "| val bpb (end) | best-on-val bpb | tokens/s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
-             "| ---: |"]
-    points = []
-    for rung in selected:
+             "| ~bytes per run | val bpb (end) | best-on-val bpb | tokens/s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    points = []  # (vocabulary, mean, std, rung), by vocabulary
+    for rung in sorted((r for r in selected if any(row['rung'] == r for row in rows)),
+                       key=lambda r: rung_model(r).config.vocab_size):
         runs = [r for r in rows if r['rung'] == rung]
-        if not runs:
-            continue
         model = rung_model(rung)
         vocab = model.config.vocab_size
         tables = sum({id(p): p.numel() for p in (model.wte.weight, model.lm_head.weight)}.values())  # tied: once
         body = model.get_num_params(non_embedding=False) - tables
+        per_token = val_bytes_per_token(settings[rung])
         col = lambda key: [float(r[key]) for r in runs]  # noqa: E731
-        lines.append(f"| `{rung}` | {vocab:,} | {val_bytes_per_token(settings[rung]):.3f} | {tables:,} | {body:,} "
-                     f"| {int(runs[0]['tokens']):,} | {fmt(col('val_bpb'), 4)} | {fmt(col('best_val_bpb'), 4)} "
-                     f"| {fmt(col('tokens_per_sec'), 0)} |")
-        points.append((vocab, *mean_std(col('val_bpb'))))
+        lines.append(f"| `{rung}` | {vocab:,} | {per_token:.3f} | {tables:,} | {body:,} | {int(runs[0]['tokens']):,} "
+                     f"| {int(runs[0]['tokens']) * per_token / 1e6:.1f}M | {fmt(col('val_bpb'), 4)} "
+                     f"| {fmt(col('best_val_bpb'), 4)} | {fmt(col('tokens_per_sec'), 0)} |")
+        points.append((vocab, *mean_std(col('val_bpb')), rung))
     plt = pyplot()
     if plt is None or not points:
         return '\n'.join(lines) + '\n', []
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[0 if math.isnan(p[2]) else p[2] for p in points],
                 fmt='o-', capsize=3)
+    for vocab, mean, _, rung in points:
+        ax.annotate(rung.split('/')[-1], (vocab, mean), textcoords='offset points', xytext=(5, 5), fontsize=8)
     ax.set(xscale='log', xlabel='vocabulary (tokens)', ylabel='val bits per byte (end, mean ± std)',
            title=textwrap.fill(f'one body, one text, {budget}', 60))
     fig.tight_layout()
