@@ -125,11 +125,18 @@ def peak_flops(device_name, dtype):
     return None
 
 
-def compile_on(compile, device_type):
-    """The compile key: True or False, or None for on CUDA only; anything else is a ValueError."""
+COMPILE_FLOPS = 3e15  # a run of fewer training FLOPs loses more to compiling (~25 s cold, one H100) than it wins: the
+# fast config (1.05e15) reached its val 20 s later compiled than not, cold; nanoGPT's baby GPT (5.8e15) wins ~50 s
+
+
+def compile_on(compile, device_type, run_flops=None):
+    """The compile key: True or False, or None for on CUDA only (and, given the run's training FLOPs, only for a run of
+    COMPILE_FLOPS or more); anything else is a ValueError."""
     if compile not in (None, True, False):
-        raise ValueError(f"compile={compile!r} (True, False, or None: on CUDA)")
-    return device_type == 'cuda' if compile is None else compile
+        raise ValueError(f"compile={compile!r} (True, False, or None: on CUDA for a run long enough to win it back)")
+    if compile is None:
+        return device_type == 'cuda' and (run_flops is None or run_flops >= COMPILE_FLOPS)
+    return compile
 
 
 def compile_model(model, mode):

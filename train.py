@@ -95,7 +95,8 @@ min_lr = 1e-4  # the learning rate at the end of the cosine decay
 # system
 device = None  # None: cuda, then mps, then cpu; or 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = None  # None: bfloat16 where supported, else float16 with a GradScaler; float32 off CUDA (TF32 matmuls on CUDA)
-compile = None  # None: torch.compile on CUDA only
+compile = None  # None: torch.compile on CUDA, for a run of 3e15 training FLOPs or more (common.COMPILE_FLOPS:
+# a shorter one loses more to compiling than it wins; the default config, 6.7e12, runs eager and as a CUDA graph)
 compile_eval = True  # evals through the compiled model too; False: the plain one (no second graph to trace and
 # compile for eval mode: seconds that a short run's few evals do not win back)
 cuda_graph = None  # the whole training step (forward, backward, clip, optimizer) captured once as a CUDA graph and
@@ -137,20 +138,10 @@ if bad:
     sys.exit(f"error: {'; '.join(bad)}")
 lr_decay_iters = max_iters if lr_decay_iters is None else lr_decay_iters
 device, device_type, dtype, ctx, device_name = or_exit(device_setup, device, dtype)
-compile = or_exit(compile_on, compile, device_type)
+or_exit(compile_on, compile, device_type)  # a wrong value stops here; None is resolved once the model exists
 distributed = int(os.environ.get('RANK', -1)) != -1  # launched by torchrun? (rank: over every machine; local: this one)
 rank, local_rank, world_size, local_world_size = (int(os.environ[k]) for k in (
     'RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'LOCAL_WORLD_SIZE')) if distributed else (0, 0, 1, 1)
-graph_unfit = [why for why, bad in (  # what keeps the training step from being one CUDA graph
-    ("a CUDA device", device_type != 'cuda'), ("one process (torchrun started several)", distributed),
-    ("bfloat16 or float32 (float16's GradScaler decides on the CPU)", dtype == 'float16'),
-    ("nan_policy='stop' ('skip' decides on the CPU before each optimizer step)", nan_policy == 'skip'),
-    ("grad_norms=False", grad_norms), ("a compile_mode without CUDA graphs of its own (not reduce-overhead, "
-     "cudagraphs or max-autotune)", compile and compile_mode in ('reduce-overhead', 'cudagraphs', 'max-autotune')))
-    if bad]
-if cuda_graph and graph_unfit:
-    sys.exit(f"error: cuda_graph=True needs {'; '.join(graph_unfit)}")
-cuda_graph = not graph_unfit if cuda_graph is None else cuda_graph
 master_process = rank == 0
 if wandb_log and master_process:  # now, not after training
     try:
@@ -266,6 +257,18 @@ model = GPT(GPTConfig(**model_args))  # the GPT itself, always: its weights, con
 if weights is not None:
     model.load_state_dict(weights['model'])
     weights = None  # free memory
+compile = compile_on(compile, device_type, model.flops_per_token() * tokens_per_iter * max_iters)  # None: on CUDA
+# for a run long enough to win back compiling (common.COMPILE_FLOPS)
+graph_unfit = [why for why, bad in (  # what keeps the training step from being one CUDA graph
+    ("a CUDA device", device_type != 'cuda'), ("one process (torchrun started several)", distributed),
+    ("bfloat16 or float32 (float16's GradScaler decides on the CPU)", dtype == 'float16'),
+    ("nan_policy='stop' ('skip' decides on the CPU before each optimizer step)", nan_policy == 'skip'),
+    ("grad_norms=False", grad_norms), ("a compile_mode without CUDA graphs of its own (not reduce-overhead, "
+     "cudagraphs or max-autotune)", compile and compile_mode in ('reduce-overhead', 'cudagraphs', 'max-autotune')))
+    if bad]
+if cuda_graph and graph_unfit:
+    sys.exit(f"error: cuda_graph=True needs {'; '.join(graph_unfit)}")
+cuda_graph = not graph_unfit if cuda_graph is None else cuda_graph
 if rank > 0:  # dropout differs between processes (rank 0 goes on as one process does); the data order does not
     torch.manual_seed(seed + rank)
 if trace:  # watch data flow through the real model, then stop (nothing is written)

@@ -2,7 +2,8 @@
 # iter 1750 of 5000): the same 6 x 384 model and data, LLaMA-style parts, Muon with strong weight decay, and an eval
 # of an average of the weights (EMA), after 900 steps of 64 x 256 characters.
 #   python data/shakespeare_char/prepare.py && python train.py config/shakespeare_char_fast.py
-# One H100, bf16, torch.compile with a warm compile cache: docs/benchmarks.md has the figures.
+# One H100, bf16: docs/benchmarks.md has the figures. Its 1.05e15 training FLOPs run uncompiled (compiling cost ~25 s
+# cold and saved ~10 s) and as one CUDA graph a step (train.py's compile and cuda_graph keys, left at None).
 out_dir = 'out-shakespeare-char-fast'
 eval_interval = 900  # one eval, at the end
 eval_at_start = False
@@ -32,6 +33,3 @@ beta2 = 0.99
 weight_decay = 4.0  # x learning_rate: each step shrinks the weights by 2.4% at the peak (decoupled, Loshchilov &
 # Hutter 2019); without it the model overfits the 1M characters within ~1000 steps
 ema_decay = 0.98  # evals, best.pt and samples use this average of the weights (Polyak & Juditsky 1992)
-
-compile_mode = 'reduce-overhead'  # CUDA graphs: this small model's step is otherwise bound by python's launches
-compile_eval = False  # the one eval runs uncompiled: compiling its graph took longer than the eval (~1 s saved)

@@ -52,7 +52,7 @@ def test_a_new_run_never_replaces_a_trained_model_unasked(tmp_path, char_data):
 @pytest.mark.parametrize('arg, message', [
     ('--max_iters=-5', 'max_iters=-5 (at least 0)'),
     ('--eval_interval=0', 'eval_interval=0 (at least 1)'),
-    ('--compile=maybe', "compile='maybe' (True, False, or None: on CUDA)"),
+    ('--compile=maybe', "compile='maybe' (True, False, or None: on CUDA for a run long enough to win it back)"),
     ('--device=gpu', "device must be cpu, cuda, cuda:N or mps, got 'gpu'"),
     ('--dtype=fp8', 'dtype must be float32, bfloat16 or float16'),
 ])

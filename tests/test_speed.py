@@ -4,9 +4,11 @@ import re
 
 import pytest
 import torch
-from conftest import TINY, run, run_here
+from conftest import REPO, TINY, run, run_here
 
-from model import GPT, GPTConfig
+from common import compile_on
+from configurator import parse_config
+from model import GPT, GPTConfig, model_config
 from optim import OPTIMIZERS, configure_muon
 
 
@@ -133,3 +135,21 @@ def test_cuda_graph_says_what_it_needs(tmp_path, char_data, setting, needs):
     """On a CPU the whole-step CUDA graph is off by default (cuda_graph=None); asked for, it says what it needs."""
     p = run_here('train.py', *TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}', '--cuda_graph=True', setting)
     assert p.returncode == 1 and p.stderr.startswith("error: cuda_graph=True needs ") and needs in p.stderr
+
+
+@pytest.mark.parametrize('config, flops, compiled', [
+    ([], 6.7e12, False),  # the default config
+    (['config/shakespeare_char_fast.py'], 1.05e15, False),
+    (['config/train_shakespeare_char.py'], 5.8e15, True),  # nanoGPT's baby GPT
+])
+def test_compile_by_default_only_where_a_run_wins_it_back(train_defaults, config, flops, compiled):
+    """compile=None compiles on CUDA a run of common.COMPILE_FLOPS training FLOPs or more (train.py: FLOPs per token x
+    tokens per step x max_iters), and never on the CPU; the FLOPs that train.py's and COMPILE_FLOPS's comments state."""
+    s = parse_config(train_defaults, [str(REPO / c) for c in config])
+    model = GPT(GPTConfig(**model_config(s, 65)))  # shakespeare_char's 65 characters
+    run_flops = model.flops_per_token() * s['gradient_accumulation_steps'] * s['batch_size'] * s['block_size'] \
+        * s['max_iters']
+    assert run_flops == pytest.approx(flops, rel=0.01)
+    assert compile_on(s['compile'], 'cuda', run_flops) is compiled
+    assert compile_on(s['compile'], 'cpu', run_flops) is False
+    assert compile_on(True, 'cuda', run_flops) is True and compile_on(False, 'cuda', run_flops) is False
