@@ -175,22 +175,27 @@ def test_the_scaling_branch_fits_the_power_law_its_runs_follow(tmp_path, train_d
 def test_the_tokenizer_branch_gives_every_rung_the_same_flops(tmp_path, train_defaults):
     """--flops: each rung trains the whole steps that fit its FLOPs per token (the output layer grows with the
     vocabulary). Runs in results.csv with exactly those tokens count as done (any other count stops the call), and the
-    tokenizer table gives each rung's vocabulary and bytes per token on val."""
-    fake_dataset(tmp_path, 'plays_bpe256', 257)
-    fake_dataset(tmp_path, 'plays_bpe512', 513)
-    rungs, out = ['tokenizer/bpe256', 'tokenizer/bpe512'], tmp_path / 'out'
+    tokenizer table gives each rung's vocabulary and bytes per token on val, in order of vocabulary."""
+    vocabs = (1025, 257, 513)  # the rungs' order by name: not by vocabulary
+    for vocab in vocabs:
+        fake_dataset(tmp_path, f'plays_bpe{vocab - 1}', vocab)
+    rungs, out = ['tokenizer/bpe1024', 'tokenizer/bpe256', 'tokenizer/bpe512'], tmp_path / 'out'
     tokens = []
-    for rung, vocab in zip(rungs, (257, 513)):
+    for rung, vocab in zip(rungs, vocabs):
         s = rung_config(train_defaults, rung, f'--data_dir={tmp_path}')
         per_step = s['batch_size'] * s['block_size']
         tokens.append(int(1e11 // (GPT(GPTConfig(**model_config(s, vocab))).flops_per_token() * per_step)) * per_step)
-    assert tokens[0] > tokens[1] > 0  # the bigger vocabulary: fewer tokens for the same FLOPs
+    assert tokens[1] > tokens[2] > tokens[0] > 0  # the bigger vocabulary: fewer tokens for the same FLOPs
     write_finished(out, [(rung, 1, t, 2) for rung, t in zip(rungs, tokens)])
     p = run_here('ladder.py', '--branch=tokenizer', f'--rungs={",".join(rungs)}', '--seeds=1', '--flops=1e11',
                  '--device=cpu', f'--out={out}', f'--args=--data_dir={tmp_path}')
     assert '0 to train' in p.stdout
-    cells = table_rows((out / 'ladder.md').read_text())
-    assert [cells[r][0] for r in rungs] == ['257', '513']  # the tokenizer table (last): vocabulary, bytes / token, ...
+    report = (out / 'ladder.md').read_text()
+    cells = table_rows(report)
+    assert [cells[r][0] for r in rungs] == ['1,025', '257', '513']  # the tokenizer table (last): vocabulary, ...
+    tokenizer_table = report[report.index('| rung | vocabulary'):]
+    assert re.findall(r'^\| `(tokenizer/\w+)`', tokenizer_table, re.M) == [
+        'tokenizer/bpe256', 'tokenizer/bpe512', 'tokenizer/bpe1024']
     assert 1 <= float(cells['tokenizer/bpe256'][1]) <= 2  # the fake characters are 1 or 2 bytes each
     p = run_here('ladder.py', '--branch=tokenizer', f'--rungs={",".join(rungs)}', '--seeds=1', '--flops=2e11',
                  '--device=cpu', f'--out={out}', f'--args=--data_dir={tmp_path}')
