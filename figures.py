@@ -10,11 +10,13 @@ step     the GPT-2 124M training step (bench.py: random tokens, bf16, compiled),
          (AdamW), ours with our defaults (Muon) and with optim='adamw' (bench.py --compare, one process); tokens/s
          against nanoGPT's, and Muon's share of our default step
 fast     seconds from launch to the first val <= 1.47 on char-level tiny shakespeare: nanoGPT's baby GPT
-         (config/train_shakespeare_char.py), and config/shakespeare_char_fast.py for seeds 1..seeds, cold and warm
+         (config/train_shakespeare_char.py) and config/shakespeare_char_fast.py for seeds 1..seeds, cold and warm each
 default  `python train.py`, the default config: launch to done, ms/iter at the end, best val; cold, then warm
-cold: empty compile caches (a fresh TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR for the run); warm: the caches the
-runs before left. Seconds are this script's clock from the launch of each process: imports included.
+cold: empty compile caches (a fresh TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR for the run); warm: the caches that
+the same program's first cold run filled (the environment's, when caches has no cold). Seconds are this script's
+clock from the launch of each process: imports included.
 """
+import atexit
 import os
 import re
 import shlex
@@ -48,12 +50,12 @@ GPT2 = ['--n_layer=12', '--n_head=12', '--n_embd=768', '--block_size=1024', '--v
 rows = []  # the table: (what, nanoGPT, ours, ratio or note)
 
 
-def run(args, cwd='.', cold=False, until=None):
+def run(args, cwd='.', cache=None, until=None):
     """Run python with args; return its output lines, each with the seconds since launch, and the seconds it took.
-    cold: with empty compile caches. until(line): stop the process at the first line for which it is true."""
+    cache: the compile caches' folder (None: the environment's). until(line): stop the process at the first line for
+    which it is true."""
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    cache = tempfile.mkdtemp(prefix='figures-cache-') if cold else None
-    if cold:
+    if cache:
         env.update(TORCHINDUCTOR_CACHE_DIR=cache, TRITON_CACHE_DIR=os.path.join(cache, 'triton'))
     t0 = time.time()
     p = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -65,12 +67,25 @@ def run(args, cwd='.', cold=False, until=None):
             p.kill()
             break
     p.wait()
-    if cache:
-        shutil.rmtree(cache, ignore_errors=True)
     if p.returncode not in (0, -9):
         print('\n'.join(line for _, line in lines[-10:]))
         sys.exit(f"error: python {' '.join(args)} (in {cwd}) exited with {p.returncode}")
     return lines, time.time() - t0
+
+
+made = []  # every empty compile cache given to a cold run (removed at exit)
+atexit.register(lambda: [shutil.rmtree(cache, ignore_errors=True) for cache in made])
+filled = {}  # program -> the caches its first cold run filled: its warm runs read them
+
+
+def caches_for(program, state):
+    """The compile caches for a run of program: cold, a new empty folder; warm, the folder that program's first cold
+    run filled, or the environment's (None) when it had no cold run."""
+    if state == 'warm':
+        return filled.get(program)
+    made.append(tempfile.mkdtemp(prefix='figures-cache-'))
+    filled.setdefault(program, made[-1])
+    return made[-1]
 
 
 def numbers(lines, pattern):
@@ -82,11 +97,11 @@ def row(*cells):
     print('figure | ' + ' | '.join(cells), flush=True)
 
 
-def train(train_args, cold, until=None):
+def train(train_args, cache, until=None):
     """Our train.py with train_args (and --args) into a fresh out_dir, removed after: run()'s lines and seconds."""
     out = tempfile.mkdtemp(prefix='figures-out-')
     try:
-        return run(['train.py', *train_args, f'--out_dir={out}', *shlex.split(args)], cold=cold, until=until)
+        return run(['train.py', *train_args, f'--out_dir={out}', *shlex.split(args)], cache=cache, until=until)
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
@@ -118,7 +133,7 @@ if parts & {'fast', 'default'}:
     run(['data/shakespeare_char/prepare.py'])
 
 if 'fast' in parts:
-    nano = None  # nanoGPT's seconds to the target
+    nano = {}  # cold / warm: nanoGPT's seconds to the target
 
     def reached(pattern):
         return lambda line: any(v <= target for *_, v in numbers([(0, line)], pattern))
@@ -129,38 +144,41 @@ if 'fast' in parts:
         if os.path.exists(here) and not os.path.exists(there):
             shutil.copy(here, there)  # nanoGPT's prepare.py downloads it otherwise
         run(['data/shakespeare_char/prepare.py'], cwd=nanogpt)
-        lines, _ = run(['train.py', 'config/train_shakespeare_char.py', '--max_iters=2500'], cwd=nanogpt, cold=True,
-                       until=reached(nano_val))
+    for state in states if nanogpt else []:
+        lines, _ = run(['train.py', 'config/train_shakespeare_char.py', '--max_iters=2500'], cwd=nanogpt,
+                       cache=caches_for('nanoGPT', state), until=reached(nano_val))
         evals = numbers(lines, nano_val)  # (seconds, iter, val)
         hits = [e for e in evals if e[2] <= target]
-        nano = hits[0][0] if hits else None
-        if not hits:  # what it printed last, to see why
+        if hits:
+            nano[state] = hits[0][0]
+        else:  # what it printed last, to see why
             print('\n'.join(f"nanoGPT | {line}" for _, line in lines[-5:]), flush=True)
         t, it, v = hits[0] if hits else min(evals, key=lambda e: e[2], default=(0, 0, float('nan')))
-        row(f"nanoGPT's baby GPT: launch to val <= {target}, cold", f"{t:.1f} s (val {v:.4f} at iter {it:.0f})" if hits
-            else f"not reached (best val {v:.4f} at iter {it:.0f}, {t:.1f} s)", '-', '-')
-    for cold in (state == 'cold' for state in states):
+        row(f"nanoGPT's baby GPT: launch to val <= {target}, {state}", f"{t:.1f} s (val {v:.4f} at iter {it:.0f})"
+            if hits else f"not reached (best val {v:.4f} at iter {it:.0f}, {t:.1f} s)", '-', '-')
+    for state in states:
         seconds, vals = [], []
         for seed in range(1, seeds + 1):
-            lines, _ = train(['config/shakespeare_char_fast.py', f'--seed={seed}'], cold, until=reached(ours_val))
+            lines, _ = train(['config/shakespeare_char_fast.py', f'--seed={seed}'], caches_for('fast', state),
+                             until=reached(ours_val))
             hits = [(t, v) for t, _, v in numbers(lines, ours_val) if v <= target]
             seconds.append(hits[0][0] if hits else float('inf'))
             vals.append(hits[0][1] if hits else float('nan'))
         missed = sum(s == float('inf') for s in seconds)
         ours = f"not reached by {missed} of {seeds} seeds" if missed else \
             f"{spread(seconds, '{:.1f}')} s (val {spread(vals, '{:.4f}')})"
-        row(f"fast config: launch to val <= {target}, {'cold' if cold else 'warm'}, seeds 1-{seeds} "
-            f"({', '.join(f'{s:.1f}' for s in seconds)} s)", f"{nano:.1f} s" if nano else '-', ours,
-            f"{nano / statistics.mean(seconds):.2f}x" if nano and not missed else '-')
+        theirs = nano.get(state)
+        row(f"fast config: launch to val <= {target}, {state}, seeds 1-{seeds} "
+            f"({', '.join(f'{s:.1f}' for s in seconds)} s)", f"{theirs:.1f} s" if theirs else '-', ours,
+            f"{theirs / statistics.mean(seconds):.2f}x" if theirs and not missed else '-')
 
 if 'default' in parts:
-    for cold in (state == 'cold' for state in states):
-        lines, seconds = train([], cold)
+    for state in states:
+        lines, seconds = train([], caches_for('default', state))
         ms = numbers(lines, r'([\d.]+) ms/iter')[-1][1]
         best = numbers(lines, r'^done \d+ iters \| best val ([\d.]+)')[-1][1]
-        row(f"`python train.py` (default config), {'cold' if cold else 'warm'}", '-',
-            f"{seconds:.1f} s launch to done, {ms:.1f} ms/iter", f"best val {best:.4f}")
-
+        row(f"`python train.py` (default config), {state}", '-', f"{seconds:.1f} s launch to done, {ms:.1f} ms/iter",
+            f"best val {best:.4f}")
 print("\n| figure | nanoGPT | ours | ratio / note |\n| --- | --- | --- | --- |")
 for cells in rows:
     print('| ' + ' | '.join(cells) + ' |')

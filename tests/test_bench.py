@@ -1,5 +1,6 @@
 """bench.py: it times the model train.py would build, and every figure it prints follows from the others."""
 import json
+import os
 import re
 
 import pytest
@@ -136,3 +137,28 @@ def test_figures_py_reports_each_runs_own_numbers(char_data):
                       r'([\d.]+) ms/iter \| best val ([\d.]+) \|$', p.stdout, re.M)
     assert [r[0] for r in rows] == ['warm'] and float(rows[0][1]) > float(rows[0][2]) / 1000 > 0
     assert 1 < float(rows[0][3]) < 4.17
+
+
+def test_figures_py_warm_runs_read_the_caches_their_cold_run_filled(tmp_path, char_data, monkeypatch):
+    """figures.py --only=fast: nanoGPT's baby GPT cold, then warm, each beside ours. A stand-in nanoGPT (its train.py
+    notes whether the compile cache it is given holds what a run before wrote there, and reports that as its val)
+    shows each program's warm run reading the caches that its own cold run filled, and the cold run empty ones."""
+    nano = tmp_path / 'nanoGPT'
+    (nano / 'data' / 'shakespeare_char').mkdir(parents=True)
+    (nano / 'bench.py').write_text('')
+    (nano / 'data' / 'shakespeare_char' / 'prepare.py').write_text('')
+    (nano / 'train.py').write_text(
+        "import os\n"
+        "mark = os.path.join(os.environ['TORCHINDUCTOR_CACHE_DIR'], 'compiled')\n"
+        "print(f'step 0: train loss 1.0, val loss {1.25 if os.path.exists(mark) else 1.0}', flush=True)\n"
+        "open(mark, 'w').close()\n")
+    tiny = (f'--data_dir={char_data} --n_layer=1 --n_head=2 --n_embd=32 --block_size=16 --batch_size=4 '
+            '--max_iters=2 --lr_decay_iters=2 --eval_interval=2 --eval_iters=1 --device=cpu')
+    (tmp_path / 'tmp').mkdir()
+    monkeypatch.setenv('TMPDIR', str(tmp_path / 'tmp'))  # where figures.py makes its caches and out_dirs
+    p = run('figures.py', '--only=fast', '--seeds=1', f'--nanogpt={nano}', f'--args={tiny}')
+    vals = re.findall(r"^\| nanoGPT's baby GPT: launch to val <= 1.47, (cold|warm) \| [\d.]+ s \(val ([\d.]+) at",
+                      p.stdout, re.M)
+    assert vals == [('cold', '1.0000'), ('warm', '1.2500')]  # cold: empty; warm: what the cold run left
+    assert len(re.findall(r'^\| fast config: launch to val <= 1.47, (cold|warm), seeds 1-1', p.stdout, re.M)) == 2
+    assert os.listdir(tmp_path / 'tmp') == []  # the caches and out_dirs removed at exit
