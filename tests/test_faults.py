@@ -309,3 +309,20 @@ def test_only_load_checkpoint_unpickles_and_meta_files_are_json():
         for unsafe in ('weights_only=False', 'allow_pickle=True', 'import pickle', 'np.load('):
             assert unsafe not in text, f"{path}: {unsafe}"
     assert "json.load(f)" in sources['data/common.py']  # load_meta: meta.json is JSON
+
+
+@pytest.mark.parametrize('optim', ['muon', 'adamw'])
+def test_a_resumed_run_steps_with_this_devices_kernels_not_its_writers(tmp_path, data, straight, optim):
+    """A checkpoint's optimizer groups say what its writer ran: fused AdamW on a GPU, capturable under cuda_graph.
+    Resumed on another device, the run takes back its own kernels (a CPU's, here), and the curve goes on."""
+    out = tmp_path / 'out'
+    train(data, out, *CURVE, f'--optim={optim}', '--max_iters=30', check=True)  # last.pt at 30, the schedule of 100
+    ckpt = load_checkpoint(out / 'last.pt')
+    for group in ckpt['optimizer']['param_groups']:
+        group.update(fused=True, capturable=True)  # as a CUDA run wrote them
+    torch.save(ckpt, out / 'last.pt')
+    resumed = evals(train(data, out, *CURVE, f'--optim={optim}', '--init_from=resume', check=True).stdout)
+    assert all(not g['fused'] and not g['capturable']
+               for g in load_checkpoint(out / 'last.pt')['optimizer']['param_groups'])
+    if optim == 'adamw':  # straight's optimizer (TINY's)
+        assert resumed == [e for e in straight if int(e[0]) >= 30]
