@@ -20,6 +20,8 @@ Where each case is tested (docs/faults.md has the table for users):
 15     prepare.py faults            test_prepare.py: test_prepare_writes_bins_and_meta (idempotent),
                                     test_an_interrupted_prepare_is_not_taken_for_a_good_one,
                                     test_prepare_rejects_empty_missing_and_non_utf8_input
+16     cuda_graph where it can't    test_speed.py: test_cuda_graph_says_what_it_needs
+17     a writer's optimizer kernels test_a_resumed_run_steps_with_this_devices_kernels_not_its_writers
 """
 import csv
 import errno
