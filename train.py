@@ -373,6 +373,7 @@ run = SimpleNamespace(
     skipped=0, skipped_in_a_row=0,  # steps skipped for a non-finite loss or gradient (nan_policy='skip')
     signal=None,  # SIGTERM or SIGINT (Ctrl-C) received: finish the step, save last.pt, say how to resume, exit
     t_start=None, eval_seconds=0.0,  # when training started (the loop sets it); the seconds spent in evals since
+    first_step=None,  # (time, eval_seconds) at the end of the first step: results.csv's tokens/s leaves it out
     t_log=None, log_iter=iter_num,  # the log lines' window: their rate is over the steps since (evals left out)
     graph=None, graph_inputs=None, graph_outputs=None,  # cuda_graph: the captured step, its batches, its results,
     side_stream=None,  # and the stream of the steps before the capture
@@ -660,6 +661,16 @@ def plot_curves(path, png):
     return png
 
 
+def steady_rate(tokens, train_seconds):
+    """Tokens/s of the run's training, evals left out and, as in the log lines, the first (compiling) step too when
+    there were more."""
+    if run.first_step is None or run.iter_num - run.start_iter < 2:
+        return tokens / max(train_seconds - run.eval_seconds, 1e-9)
+    t_first, evals_before = run.first_step
+    seconds = run.t_start + train_seconds - t_first - (run.eval_seconds - evals_before)
+    return tokens * (run.iter_num - run.start_iter - 1) / (run.iter_num - run.start_iter) / max(seconds, 1e-9)
+
+
 def startup_line():
     """Where the seconds from launch to the end of the first step went (called right after it, the device synced)."""
     now = time.time()
@@ -754,6 +765,7 @@ try:
 
         if run.iter_num == run.start_iter + 1:
             rate_window()  # the rate of the log lines starts after the first step (compilation, allocator warm-up)
+            run.first_step = (time.time(), run.eval_seconds)
             if master_process:
                 bar.write(startup_line())
         elif run.iter_num % log_interval == 0:
@@ -780,7 +792,7 @@ try:
             'train_seconds': f"{train_seconds:.1f}", 'device': device_name, 'best_val_bpb': f"{run.best_val_bpb:.4f}",
             'val_loss': f"{metrics['val']['loss']:.4f}", 'val_acc': f"{metrics['val']['acc']:.4f}",
             'val_bpb': f"{metrics['val']['bpb']:.4f}",
-            'tokens_per_sec': f"{tokens / max(train_seconds - run.eval_seconds, 1e-9):.0f}"})
+            'tokens_per_sec': f"{steady_rate(tokens, train_seconds):.0f}"})
         png = plot_curves(evals_path, os.path.join(out_dir, 'loss.png'))
         print(f"loss curves: {png}" if png else "loss curves: not drawn, matplotlib is not installed (pip install "
               "matplotlib)")

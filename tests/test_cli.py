@@ -130,7 +130,8 @@ def test_make_clean_removes_every_out_dir(tmp_path):
 
 
 def test_the_rate_leaves_out_the_first_step(tmp_path, char_data):
-    """The first step compiles (a minute on a GPU): log lines time the steps after it, never that one."""
+    """The first step compiles (a minute on a GPU): log lines, and results.csv's tokens/s, time the steps after it,
+    never that one."""
     args = [*TINY, f'--data_dir={char_data}', f'--out_dir={tmp_path}', '--max_iters=4', '--log_interval=2']
     code = (f"import runpy, sys, time\nsys.path.insert(0, {str(REPO)!r})\nimport model\n"
             f"forward, slept = model.GPT.forward, []\n"
@@ -145,6 +146,8 @@ def test_the_rate_leaves_out_the_first_step(tmp_path, char_data):
     ms = [float(m) for m in re.findall(r'\| ([\d.]+) ms/iter', p.stdout)]
     assert p.returncode == 0 and len(ms) == 2, p.stderr
     assert max(ms) < 500  # with the first step in it, the first line would say at least 1000 ms/iter
+    row = list(csv.DictReader(open(tmp_path / 'results.csv')))[-1]
+    assert float(row['tokens_per_sec']) > int(row['tokens']) / 2  # the whole run took more than the 2 s slept
 
 
 def test_every_eval_goes_to_evals_csv_and_bits_per_byte_of_ascii_chars_is_loss_over_ln2(tmp_path, char_data):
