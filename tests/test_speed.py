@@ -39,23 +39,32 @@ def test_compiled_step_equals_the_eager_one():
         torch.testing.assert_close(compiled(X)[0], model(X)[0], rtol=1e-4, atol=1e-5)
 
 
-def test_fused_adamw_in_muon_equals_the_plain_update():
-    """On CUDA, Muon's AdamW groups run PyTorch's fused kernel (configure_muon(..., 'cuda')); it runs on a CPU too."""
+def weights_after_three_steps(make_optimizer, before_step=lambda optimizer, k: None):
+    """A tiny GPT (seed 0) after 3 steps on 3 batches (seed 0) with make_optimizer(model); before_step(optimizer, k)
+    before step k. Its weights, flat: the same model and batches every call."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=8, vocab_size=20))
     batches = [torch.randint(20, (2, 8)) for _ in range(3)]
-    weights = []
-    for fused in (False, True):
-        m = GPT(model.config)
-        m.load_state_dict(model.state_dict())
-        opt = configure_muon(m, 0.1, 1e-2, (0.9, 0.95), 'cpu')
-        for group in opt.param_groups:
-            group['fused'] = fused
-        for x in batches:
-            m(x, x)[1].backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        weights.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    optimizer = make_optimizer(model)
+    for k, x in enumerate(batches):
+        before_step(optimizer, k)
+        model(x, x)[1].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_fused_adamw_in_muon_equals_the_plain_update():
+    """On CUDA, Muon's AdamW groups run PyTorch's fused kernel (configure_muon(..., 'cuda')); it runs on a CPU too."""
+    def muon(fused):
+        def make(model):
+            optimizer = configure_muon(model, 0.1, 1e-2, (0.9, 0.95), 'cpu')
+            for group in optimizer.param_groups:
+                group['fused'] = fused
+            return optimizer
+        return make
+    weights = [weights_after_three_steps(muon(fused)) for fused in (False, True)]
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=8, vocab_size=20))
     assert all(g['fused'] for g in configure_muon(model, 0.1, 1e-2, (0.9, 0.95), 'cuda').param_groups)
     torch.testing.assert_close(weights[1], weights[0], rtol=1e-4, atol=1e-4)
 
@@ -106,23 +115,15 @@ def test_compiled_muon_update_equals_the_eager_one():
 def test_a_learning_rate_held_in_a_tensor_steps_as_the_number(optim):
     """cuda_graph=True gives every group one 0-d tensor as its lr (train.py's lr_now), filled before each step, since a
     number would be baked into the captured graph: the steps are those of the numbers the schedule gives."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=32, block_size=8, vocab_size=20))
-    batches = [torch.randint(20, (2, 8)) for _ in range(3)]
-    weights = []
-    for held in (False, True):
-        m = GPT(model.config)
-        m.load_state_dict(model.state_dict())
-        opt = OPTIMIZERS[optim](m, 0.1, 1e-2, (0.9, 0.95), 'cpu')
-        lr_now = torch.tensor(0.0)
-        for k, x in enumerate(batches):
-            lr = 1e-2 * (k + 1) / 3  # a warmup: each step another lr
-            for group in opt.param_groups:
-                group['lr'] = lr_now.fill_(lr) if held else lr
-            m(x, x)[1].backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        weights.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    lr_now = torch.tensor(0.0)
+
+    def warmup(held):  # each step another lr
+        def set_lr(optimizer, k):
+            for group in optimizer.param_groups:
+                group['lr'] = lr_now.fill_(1e-2 * (k + 1) / 3) if held else 1e-2 * (k + 1) / 3
+        return set_lr
+    weights = [weights_after_three_steps(lambda m: OPTIMIZERS[optim](m, 0.1, 1e-2, (0.9, 0.95), 'cpu'), warmup(held))
+               for held in (False, True)]
     torch.testing.assert_close(weights[1], weights[0], rtol=1e-4, atol=1e-4)  # rounding, grown by 3 AdamW steps
 
 
