@@ -314,12 +314,13 @@ if fsdp:
     shard(model, device_type, world_size, dtype)  # in place: its parameters become this process's shards
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))  # FSDP2 too: DTensor reduces its found_inf
 optimizer = OPTIMIZERS[optim](model, weight_decay, learning_rate, (beta1, beta2), device_type, compile=compile)
+for group in optimizer.param_groups:  # torch's AdamW steps under a CUDA graph's capture only when capturable
+    group['capturable'] = cuda_graph
 ema = None  # ema_decay > 0: the averaged weights (optim.EMA), from a resumed checkpoint's 'model', else the model's
 if ema_decay > 0:
     ema = EMA(model, ema_decay, clean_state_dict(checkpoint['model']) if checkpoint is not None else None)
-kernels = [group['fused'] for group in optimizer.param_groups]  # AdamW's kernel on this device (fused on CUDA)
 if checkpoint is not None:
-    load_optimizer_state(model, optimizer, checkpoint['optimizer'], fsdp)  # its groups say what its writer's device ran
+    load_optimizer_state(model, optimizer, checkpoint['optimizer'], fsdp)
     scaler.load_state_dict(checkpoint['scaler'])
     rng = checkpoint['rng']  # each process's random states
     data_rng.set_state(rng[0]['data'])  # the data order is the same for any number of processes
@@ -332,14 +333,8 @@ if checkpoint is not None:
               f"continue exactly, dropout from fresh random states")
 checkpoint = None  # free memory
 lr_now = torch.tensor(float(learning_rate), device=device)  # cuda_graph: every group's lr, read on the device (a
-for group, fused in zip(optimizer.param_groups, kernels):  # number would be baked into the graph); torch's AdamW
-    group['fused'], group['capturable'] = fused, cuda_graph  # steps under capture only when capturable; this run's own
-    if cuda_graph:  # kernels, whatever a resumed run's writer ran
-        group['lr'] = lr_now
-    for p in group['params'] if fused or cuda_graph else []:  # those keep AdamW's step count on the device
-        state = optimizer.state.get(p, {})
-        if torch.is_tensor(state.get('step')):
-            state['step'] = state['step'].to(p.device, torch.float32)
+for group in optimizer.param_groups if cuda_graph else []:  # number would be baked into the graph)
+    group['lr'] = lr_now
 
 # what the steps run: the model compiled (on CUDA by default), and under DDP wrapped to average the gradients;
 # evals run it too, or (compile_eval=False) the plain model
