@@ -663,7 +663,7 @@ def steady_rate(tokens, train_seconds):
         return tokens / max(train_seconds - run.eval_seconds, 1e-9)
     t_first, evals_before = run.first_step
     seconds = run.t_start + train_seconds - t_first - (run.eval_seconds - evals_before)
-    return tokens * (run.iter_num - run.start_iter - 1) / (run.iter_num - run.start_iter) / max(seconds, 1e-9)
+    return (tokens - tokens_per_iter) / max(seconds, 1e-9)  # the tokens of the steps after the first
 
 
 def startup_line():
