@@ -53,7 +53,7 @@ from common import compile_model, compile_on, device_setup, find_checkpoint, loa
 from configurator import ConfigError, configure, parse_config, read_settings
 from data.common import dataset_vocab_size, prepared_meta
 from model import GPT, GPTConfig, model_config, quantize_int8
-from optim import OPTIMIZERS
+from optim import NEWTON_SCHULZ, OPTIMIZERS
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train', 'sample' or 'int8'
@@ -61,8 +61,8 @@ bench = 'train'  # 'train', 'sample' or 'int8'
 # the model is the one train.py builds (bench='sample' / 'int8': unless init_from or out_dir gives one); vocab_size
 # None: the dataset's (see above). Every GPTConfig field is one of them.
 TRAIN = read_settings(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'))
-globals().update({k: TRAIN[k] for k in ('data_dir', 'dataset', 'batch_size', 'block_size', 'optim', 'seed', 'device',
-                                        'dtype', 'compile', 'compile_mode', 'device_peak_flops',
+globals().update({k: TRAIN[k] for k in ('data_dir', 'dataset', 'batch_size', 'block_size', 'optim', 'muon_ns', 'seed',
+                                        'device', 'dtype', 'compile', 'compile_mode', 'device_peak_flops',
                                         *(f.name for f in fields(GPTConfig)))})
 # train
 learning_rate = 1e-3  # the optimizer's (timing does not depend on it)
@@ -97,6 +97,8 @@ if compare and (bench != 'train' or config_b['bench'] != 'train' or compare_roun
 for s in filter(None, (config, config_b)):
     if s['optim'] not in OPTIMIZERS:
         sys.exit(f"error: optim must be one of {', '.join(OPTIMIZERS)}, got '{s['optim']}'")
+    if s['muon_ns'] not in NEWTON_SCHULZ:
+        sys.exit(f"error: muon_ns must be one of {', '.join(NEWTON_SCHULZ)}, got '{s['muon_ns']}'")
     if s['steps'] < 1 or s['warmup_steps'] < 0:
         sys.exit(f"error: steps must be >= 1 and warmup_steps >= 0, got steps={s['steps']}, "
                  f"warmup_steps={s['warmup_steps']}")
@@ -160,7 +162,7 @@ def train_setup(s):
     model, system, _ = build(s)
     compiled = or_exit(compile_on, s['compile'], system.device_type)
     optimizer = OPTIMIZERS[s['optim']](model, 0.1, s['learning_rate'], (0.9, 0.95), system.device_type,
-                                       compile=compiled)
+                                       compile=compiled, ns=s['muon_ns'])
     step_model = compile_model(model, s['compile_mode']) if compiled else model
     X, Y = (torch.randint(model.config.vocab_size, (s['batch_size'], model.config.block_size), device=system.device)
             for _ in range(2))

@@ -18,9 +18,9 @@ from parallel import full_tensor, local, shard_like
 
 
 # ----------------------------------------------------------------------------- parameter groups
-def configure_adamw(model, weight_decay, learning_rate, betas, device_type, compile=False):
+def configure_adamw(model, weight_decay, learning_rate, betas, device_type, compile=False, ns=None):
     """torch.optim.AdamW that decays the 2-D weights (matmuls, embeddings), never biases and norm gains; fused into
-    one kernel on CUDA. compile: nothing to compile (configure_muon's signature)."""
+    one kernel on CUDA. compile, ns: nothing to compile, no Newton-Schulz (configure_muon's signature)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {'params': [p for p in params if p.dim() >= 2], 'weight_decay': weight_decay},
@@ -30,11 +30,11 @@ def configure_adamw(model, weight_decay, learning_rate, betas, device_type, comp
     return torch.optim.AdamW(groups, lr=learning_rate, betas=betas, **({'fused': True} if fused else {}))
 
 
-def configure_muon(model, weight_decay, learning_rate, betas, device_type, compile=False):
+def configure_muon(model, weight_decay, learning_rate, betas, device_type, compile=False, ns='jordan'):
     """Muon for the matrices inside the blocks (attention, feed-forward, mixer projections); AdamW, with the groups of
     configure_adamw, for the rest: embeddings, the output layer (decayed), norm gains and biases (not). compile:
     each shape's whole update (muon_update) through torch.compile: the momentum, the cast and the weight update fused
-    into a few kernels around Newton-Schulz's matmuls."""
+    into a few kernels around Newton-Schulz's matmuls. ns: Newton-Schulz's coefficients, a key of NEWTON_SCHULZ."""
     inside = {id(p) for p in model.blocks.parameters() if p.dim() == 2}
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -42,7 +42,8 @@ def configure_muon(model, weight_decay, learning_rate, betas, device_type, compi
         {'params': [p for p in params if id(p) not in inside and p.dim() >= 2], 'weight_decay': weight_decay},
         {'params': [p for p in params if p.dim() < 2], 'weight_decay': 0.0},
     ]
-    optimizer = Muon([g for g in groups if g['params']], lr=learning_rate, betas=betas, fused=device_type == 'cuda')
+    optimizer = Muon([g for g in groups if g['params']], lr=learning_rate, betas=betas, ns=ns,
+                     fused=device_type == 'cuda')
     if compile:  # loop reordering off: with it, inductor of torch 2.11 failed an assertion on these graphs on CUDA
         optimizer.update = torch.compile(muon_update, dynamic=False, options={'loop_ordering_after_fusion': False})
     return optimizer
@@ -52,34 +53,50 @@ OPTIMIZERS = {'adamw': configure_adamw, 'muon': configure_muon}  # train.py's op
 
 
 # ----------------------------------------------------------------------------- Muon
-def newton_schulz(G, steps=5, eps=1e-7):
+# Newton-Schulz coefficients, one (a, b, c) per step: X <- aX + b(XX^T)X + c(XX^T)^2 X pushes every singular value of
+# X (normalised to <= 1) towards 1. Both take 5 steps; tests/test_optim.py checks where each puts singular values
+# from [1e-3, 1].
+NEWTON_SCHULZ = {
+    # Muon's own (Jordan 2024): one quintic 5 times, into ~[0.68, 1.13] from 1e-2 ([0.47, 1.20] from 1e-3)
+    'jordan': ((3.4445, -4.7750, 2.0315),) * 5,
+    # "The Polar Express" (Amsel et al. 2025): each step's quintic is the minimax one for where the last step left the
+    # singular values, all but the last shrunk 1% for bfloat16's rounding, the first run on X / 1.02 (folded into its
+    # coefficients): into [0.85, 1.14] from 1e-3
+    'polar_express': ((8.156554524902461 / 1.02, -22.48329292557795 / 1.02**3, 15.878769915207462 / 1.02**5),
+                      (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+                      (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+                      (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+                      (2.3465413258596377, -1.7097828382687081, 0.42323551169305323)),
+}
+
+
+def newton_schulz(G, coefficients=NEWTON_SCHULZ['jordan'], eps=1e-7):
     """The nearest semi-orthogonal matrix to G (U V^T of its SVD), roughly: Muon's quintic Newton-Schulz iteration
-    (Jordan 2024). Normalise so that every singular value is <= 1, then `steps` times X <- aX + b(XX^T)X + c(XX^T)^2 X,
-    coefficients that pull every singular value into ~[0.7, 1.2] fast rather than exactly onto 1. A tall matrix is
-    transposed first (XX^T is then the small side). bfloat16 on CUDA (Muon's choice); float32 elsewhere, since a CPU
-    without bfloat16 units is ~15x slower in it. G (..., rows, cols): a batch of matrices works too.
+    (Jordan 2024). Normalise so that every singular value is <= 1, then for each (a, b, c) of coefficients (a value of
+    NEWTON_SCHULZ) X <- aX + b(XX^T)X + c(XX^T)^2 X. A tall matrix is transposed first (XX^T is then the small side).
+    bfloat16 on CUDA (Muon's choice); float32 elsewhere, since a CPU without bfloat16 units is ~15x slower in it.
+    G (..., rows, cols): a batch of matrices works too.
     On a CPU a matrix at least 1.5 times as wide as tall (after the transpose) runs the same iteration on its small
     side: each step multiplies X by Q = aI + bA + cA^2, a polynomial in A = XX^T, so A <- QAQ and X_5 = Q_4...Q_0 X_0
     need r x r products only (r = the short side) and one r x c product at each end: for 128 x 512, 44% fewer FLOPs,
     the same result to ~1e-5."""
-    a, b, c = 3.4445, -4.7750, 2.0315
     X = (G.bfloat16() if G.is_cuda else G.float()).reshape(-1, *G.shape[-2:])  # (batch, rows, cols)
     tall = X.size(-2) > X.size(-1)
     if tall:
         X = X.mT
     X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
     if X.is_cuda or 2 * X.size(-1) < 3 * X.size(-2):
-        for _ in range(steps):
+        for a, b, c in coefficients:
             A = X @ X.mT
             B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A A in one call (~30% faster on a CPU than apart)
             X = torch.baddbmm(X, B, X, beta=a)  # a X + B X
     else:
         A, M = X @ X.mT, None  # (batch, r, r)
-        for k in range(steps):
+        for k, (a, b, c) in enumerate(coefficients):
             Q = torch.baddbmm(A, A, A, beta=b, alpha=c)
             Q.diagonal(dim1=-2, dim2=-1).add_(a)  # Q = aI + bA + cA^2
             M = Q if M is None else Q @ M  # Q_k ... Q_0
-            if k < steps - 1:
+            if k < len(coefficients) - 1:
                 A = Q @ A @ Q  # the next X X^T
         X = M @ X
     if tall:
@@ -87,7 +104,7 @@ def newton_schulz(G, steps=5, eps=1e-7):
     return X.reshape(G.shape).to(G.dtype)
 
 
-def muon_update(params, grads, bufs, lr, weight_decay, momentum, nesterov, ns_steps):
+def muon_update(params, grads, bufs, lr, weight_decay, momentum, nesterov, ns):
     """Muon's step for matrices of one shape (tall and wide alike; see Muon): momentum, orthogonalise, apply.
     lr, weight_decay: numbers, or 0-d tensors (compiled: their values change without a new graph)."""
     torch._foreach_mul_(bufs, momentum)  # foreach: one kernel for all the matrices, not one each
@@ -95,7 +112,7 @@ def muon_update(params, grads, bufs, lr, weight_decay, momentum, nesterov, ns_st
     updates = torch._foreach_add(grads, bufs, alpha=momentum) if nesterov else bufs
     wide = [p.size(0) <= p.size(1) for p in params]
     whole = [full_tensor(u) if w else full_tensor(u).mT for u, w in zip(updates, wide)]  # (short, long) each
-    O = newton_schulz(torch.stack(whole), ns_steps)
+    O = newton_schulz(torch.stack(whole), NEWTON_SCHULZ[ns])
     O = [shard_like(o if w else o.mT, p) for o, w, p in zip(O.unbind(0), wide, params)]  # (n, short, long) -> each
     torch._foreach_mul_(params, 1 - lr * weight_decay)
     step = -0.2 * math.sqrt(max(params[0].shape)) * lr
@@ -118,11 +135,13 @@ class Muon(torch.optim.Optimizer):
     only a shard of each matrix (a DTensor), and orthogonalising a shard is not orthogonalising the matrix: every
     process gathers each whole update, orthogonalises it (the same work as under DDP), and applies its own shard."""
 
-    def __init__(self, params, lr=1e-3, weight_decay=0.0, momentum=0.95, nesterov=True, ns_steps=5,
+    def __init__(self, params, lr=1e-3, weight_decay=0.0, momentum=0.95, nesterov=True, ns='jordan',
                  betas=(0.9, 0.999), eps=1e-8, fused=False):
         # fused: the AdamW groups in one CUDA kernel (load_state_dict then keeps their step counts on the device)
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns_steps=ns_steps,
+        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, ns=ns,
                         betas=betas, eps=eps, use_muon=False, fused=fused)
+        if ns not in NEWTON_SCHULZ:
+            raise ValueError(f"Muon: ns must be one of {', '.join(NEWTON_SCHULZ)}, got '{ns}'")
         super().__init__(params, defaults)
         self.update = muon_update  # configure_muon(compile=True): torch.compile(muon_update), one graph per shape
         for group in self.param_groups:
@@ -151,7 +170,7 @@ class Muon(torch.optim.Optimizer):
         for ps in by_shape.values():
             bufs = [self.state[p].setdefault('momentum_buffer', torch.zeros_like(p)) for p in ps]
             self.update(ps, [p.grad for p in ps], bufs, lr, wd, group['momentum'], group['nesterov'],
-                        group['ns_steps'])
+                        group['ns'])
 
     def _adamw(self, group, params):
         for p in params:

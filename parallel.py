@@ -98,9 +98,10 @@ def optimizer_state(model, optimizer, fsdp):
 
 def load_optimizer_state(model, optimizer, state, fsdp):
     """optimizer.load_state_dict of any checkpoint (1 process, DDP, FSDP). FSDP: each process keeps its shards of
-    the whole state, which every process has read (a collective). The groups keep this optimizer's kernel keys (fused,
-    capturable), not the writer's (a GPU run's fused AdamW): torch places each step count by them."""
-    own = [{k: g[k] for k in ('fused', 'capturable') if k in g} for g in optimizer.param_groups]
+    the whole state, which every process has read (a collective). The groups keep this run's keys for how to compute
+    a step (fused, capturable; Muon's ns), not the writer's (a GPU run's fused AdamW): torch places each step count by
+    fused and capturable."""
+    own = [{k: g[k] for k in ('fused', 'capturable', 'ns') if k in g} for g in optimizer.param_groups]
     state = {**state, 'param_groups': [{**g, **keys} for g, keys in zip(state['param_groups'], own)]}
     if not fsdp:
         return optimizer.load_state_dict(state)

@@ -39,7 +39,7 @@ from common import (append_csv, compile_model, compile_on, device_setup, load_ch
 from configurator import configure, split_args
 from data.common import Tokenizer, prepared_meta
 from model import GPT, GPTConfig, clean_state_dict, eval_sums, model_config
-from optim import EMA, OPTIMIZERS, lr_at
+from optim import EMA, NEWTON_SCHULZ, OPTIMIZERS, lr_at
 from parallel import agree, full_tensor, load_optimizer_state, model_state, optimizer_state, shard, split_batch
 from dataflow import param_norms, trace_model
 
@@ -77,6 +77,7 @@ vocab_size = None  # None: the dataset's vocabulary; larger pads it (50304: GPT-
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
 # optimizer
 optim = 'muon'  # 'muon' (Keller Jordan 2024: Muon for the matrices inside the blocks, AdamW for the rest) or 'adamw'
+muon_ns = 'jordan'  # Muon's Newton-Schulz coefficients (optim.NEWTON_SCHULZ): 'jordan' (Muon's) or 'polar_express'
 learning_rate = 1e-2  # the peak learning rate (after the warmup)
 max_iters = 1250  # optimizer steps in all
 weight_decay = 0.1  # decoupled weight decay of the 2-D weights (x learning_rate per step)
@@ -126,6 +127,8 @@ if nan_policy not in ('stop', 'skip'):
     sys.exit(f"error: nan_policy must be 'stop' or 'skip', got '{nan_policy}'")
 if optim not in OPTIMIZERS:
     sys.exit(f"error: optim must be one of {', '.join(OPTIMIZERS)}, got '{optim}'")
+if muon_ns not in NEWTON_SCHULZ:
+    sys.exit(f"error: muon_ns must be one of {', '.join(NEWTON_SCHULZ)}, got '{muon_ns}'")
 if parallel not in ('ddp', 'fsdp'):
     sys.exit(f"error: parallel must be 'ddp' or 'fsdp', got '{parallel}'")
 bad = [f"{k}={v} (at least {low})" for k, v, low in (
@@ -313,7 +316,8 @@ model.to(device)
 if fsdp:
     shard(model, device_type, world_size, dtype)  # in place: its parameters become this process's shards
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == 'float16'))  # FSDP2 too: DTensor reduces its found_inf
-optimizer = OPTIMIZERS[optim](model, weight_decay, learning_rate, (beta1, beta2), device_type, compile=compile)
+optimizer = OPTIMIZERS[optim](model, weight_decay, learning_rate, (beta1, beta2), device_type, compile=compile,
+                              ns=muon_ns)
 for group in optimizer.param_groups:  # torch's AdamW steps under a CUDA graph's capture only when capturable
     group['capturable'] = cuda_graph
 ema = None  # ema_decay > 0: the averaged weights (optim.EMA), from a resumed checkpoint's 'model', else the model's

@@ -9,7 +9,8 @@ import torch
 
 from common import load_checkpoint
 from model import GPT, GPTConfig
-from optim import OPTIMIZERS, Muon, configure_adamw, configure_muon, newton_schulz
+from optim import NEWTON_SCHULZ, OPTIMIZERS, Muon, configure_adamw, configure_muon, newton_schulz
+from parallel import load_optimizer_state
 from test_faults import assert_error, evals, train
 
 TINY = dict(block_size=8, vocab_size=11, n_layer=2, n_head=2, n_embd=16, bias=True, tie_weights=False)
@@ -56,6 +57,45 @@ def test_newton_schulz_is_the_documented_iteration(shape):
     G = torch.randn(shape)
     expected = torch.stack([by_hand_ns(g) for g in G.reshape(-1, *shape[-2:])]).reshape(shape)
     torch.testing.assert_close(newton_schulz(G), expected, atol=1e-5, rtol=1e-4)
+
+
+def composed(coefficients, s):
+    """Where Newton-Schulz takes singular values s of the normalised matrix: p_5(...p_1(s)), p(s) = a s + b s^3 + c s^5."""
+    for a, b, c in coefficients:
+        s = a * s + b * s**3 + c * s**5
+    return s
+
+
+@pytest.mark.parametrize('ns, smallest, low, high', [('jordan', 1e-2, 0.68, 1.14), ('polar_express', 1e-3, 0.84, 1.15)])
+def test_each_coefficient_table_puts_singular_values_where_its_comment_says(ns, smallest, low, high):
+    s = composed(NEWTON_SCHULZ[ns], torch.logspace(math.log10(smallest), 0, 2001, dtype=torch.float64))
+    assert low <= s.min() < low + 0.01 and high - 0.01 < s.max() <= high, (s.min(), s.max())  # the stated range
+    torch.manual_seed(0)  # and newton_schulz applies exactly that to a matrix's singular values
+    U, _ = torch.linalg.qr(torch.randn(64, 64, dtype=torch.float64))
+    V, _ = torch.linalg.qr(torch.randn(256, 64, dtype=torch.float64))
+    S = torch.logspace(0, math.log10(smallest), 64, dtype=torch.float64)
+    G = U @ torch.diag(S) @ V.T
+    O = torch.linalg.svdvals(newton_schulz(G.float(), NEWTON_SCHULZ[ns]).double())
+    expected = composed(NEWTON_SCHULZ[ns], S / torch.linalg.norm(G)).sort(descending=True).values
+    torch.testing.assert_close(O, expected, atol=2e-3, rtol=0)
+
+
+def test_a_resumed_muon_takes_this_runs_coefficients_also_from_a_checkpoint_of_before_the_ns_key():
+    model = tiny_model()
+    opt = configure_muon(model, **HYPER)
+    random_grads(model, 0)
+    opt.step()
+    state = opt.state_dict()
+    for group in state['param_groups']:  # as checkpoints wrote it before: ns_steps, no ns
+        group['ns_steps'] = group.pop('ns')
+    resumed = configure_muon(model, **HYPER, ns='polar_express')
+    load_optimizer_state(model, resumed, state, fsdp=False)
+    assert {g['ns'] for g in resumed.param_groups} == {'polar_express'}
+    before = [p.detach().clone() for p in model.parameters()]
+    resumed.step()  # steps with this run's coefficients (no KeyError on the old groups)
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    with pytest.raises(ValueError, match="ns must be one of jordan, polar_express, got 'cubic'"):
+        configure_muon(model, **HYPER, ns='cubic')
 
 
 def test_muon_groups_and_two_steps_by_hand():
@@ -143,6 +183,7 @@ def test_train_py_with_muon_learns_and_resumes_with_muon_only(tmp_path, char_dat
     first = evals(train(char_data, out, '--optim=muon', '--max_iters=10', '--eval_interval=5', check=True).stdout)
     assert [e[0] for e in first] == ['0', '5', '10'] and float(first[-1][2]) < float(first[0][2])
     assert_error(train(char_data, out, '--optim=sgd'), "optim must be one of adamw, muon, got 'sgd'")
+    assert_error(train(char_data, out, '--muon_ns=cubic'), "muon_ns must be one of jordan, polar_express, got 'cubic'")
     assert_error(train(char_data, out, '--optim=adamw', '--init_from=resume', '--max_iters=20'),
                  "was trained with optim='muon'", '--optim=muon')
 
