@@ -12,9 +12,10 @@ step     the GPT-2 124M training step (bench.py: random tokens, bf16, compiled),
 fast     seconds from launch to the first val <= 1.47 on char-level tiny shakespeare: nanoGPT's baby GPT
          (config/train_shakespeare_char.py) and config/shakespeare_char_fast.py for seeds 1..seeds, cold and warm each
 default  `python train.py`, the default config: launch to done, ms/iter at the end, best val; cold, then warm
-cold: empty compile caches (a fresh TORCHINDUCTOR_CACHE_DIR and TRITON_CACHE_DIR for the run); warm: the caches that
-the same program's first cold run filled (the environment's, when caches has no cold). Seconds are this script's
-clock from the launch of each process: imports included.
+cold: empty caches (a fresh TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR and PYTHONPYCACHEPREFIX for the run: compiled
+kernels, and Python's bytecode, which a pip install writes but some machine images lack); warm: the caches that the
+same program's first cold run filled (the environment's, when caches has no cold). Seconds are this script's clock
+from the launch of each process: imports included.
 """
 import atexit
 import os
@@ -55,8 +56,10 @@ def run(args, cwd='.', cache=None, until=None):
     cache: the compile caches' folder (None: the environment's). until(line): stop the process at the first line for
     which it is true."""
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    if cache:
-        env.update(TORCHINDUCTOR_CACHE_DIR=cache, TRITON_CACHE_DIR=os.path.join(cache, 'triton'))
+    if cache:  # compiled kernels, and Python's bytecode (a pip install has it; some images keep none)
+        env.update(TORCHINDUCTOR_CACHE_DIR=cache, TRITON_CACHE_DIR=os.path.join(cache, 'triton'),
+                   PYTHONPYCACHEPREFIX=os.path.join(cache, 'bytecode'))
+        env.pop('PYTHONDONTWRITEBYTECODE', None)
     t0 = time.time()
     p = subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True)

@@ -141,24 +141,30 @@ def test_figures_py_reports_each_runs_own_numbers(char_data):
 
 def test_figures_py_warm_runs_read_the_caches_their_cold_run_filled(tmp_path, char_data, monkeypatch):
     """figures.py --only=fast: nanoGPT's baby GPT cold, then warm, each beside ours. A stand-in nanoGPT (its train.py
-    notes whether the compile cache it is given holds what a run before wrote there, and reports that as its val)
-    shows each program's warm run reading the caches that its own cold run filled, and the cold run empty ones."""
+    notes whether the compile cache and the bytecode cache it is given hold what a run before wrote there, and whether
+    it may write bytecode, and reports that as its val) shows each program's warm run reading the caches that its own
+    cold run filled, and the cold run empty ones; bytecode is written even where the environment said not to."""
     nano = tmp_path / 'nanoGPT'
     (nano / 'data' / 'shakespeare_char').mkdir(parents=True)
     (nano / 'bench.py').write_text('')
     (nano / 'data' / 'shakespeare_char' / 'prepare.py').write_text('')
     (nano / 'train.py').write_text(
-        "import os\n"
-        "mark = os.path.join(os.environ['TORCHINDUCTOR_CACHE_DIR'], 'compiled')\n"
-        "print(f'step 0: train loss 1.0, val loss {1.25 if os.path.exists(mark) else 1.0}', flush=True)\n"
-        "open(mark, 'w').close()\n")
+        "import os, sys\n"
+        "marks = [os.path.join(d, 'seen') for d in (os.environ['TORCHINDUCTOR_CACHE_DIR'], sys.pycache_prefix)]\n"
+        "val = 1 + 0.25 * os.path.exists(marks[0]) + 0.125 * os.path.exists(marks[1])\n"
+        "val += 0.0625 * sys.dont_write_bytecode\n"
+        "print(f'step 0: train loss 1.0, val loss {val}', flush=True)\n"
+        "for mark in marks:\n"
+        "    os.makedirs(os.path.dirname(mark), exist_ok=True)\n"
+        "    open(mark, 'w').close()\n")
     tiny = (f'--data_dir={char_data} --n_layer=1 --n_head=2 --n_embd=32 --block_size=16 --batch_size=4 '
             '--max_iters=2 --lr_decay_iters=2 --eval_interval=2 --eval_iters=1 --device=cpu')
     (tmp_path / 'tmp').mkdir()
     monkeypatch.setenv('TMPDIR', str(tmp_path / 'tmp'))  # where figures.py makes its caches and out_dirs
+    monkeypatch.setenv('PYTHONDONTWRITEBYTECODE', '1')  # as on a machine whose Python keeps no bytecode
     p = run('figures.py', '--only=fast', '--seeds=1', f'--nanogpt={nano}', f'--args={tiny}')
     vals = re.findall(r"^\| nanoGPT's baby GPT: launch to val <= 1.47, (cold|warm) \| [\d.]+ s \(val ([\d.]+) at",
                       p.stdout, re.M)
-    assert vals == [('cold', '1.0000'), ('warm', '1.2500')]  # cold: empty; warm: what the cold run left
+    assert vals == [('cold', '1.0000'), ('warm', '1.3750')]  # cold: empty; warm: what the cold run left
     assert len(re.findall(r'^\| fast config: launch to val <= 1.47, (cold|warm), seeds 1-1', p.stdout, re.M)) == 2
     assert os.listdir(tmp_path / 'tmp') == []  # the caches and out_dirs removed at exit
