@@ -126,7 +126,8 @@ def peak_flops(device_name, dtype):
 
 
 COMPILE_FLOPS = 3e15  # a run of fewer training FLOPs loses more to compiling (~25 s cold, one H100) than it wins: the
-# fast config (1.05e15) reached its val 20 s later compiled than not, cold; nanoGPT's baby GPT (5.8e15) wins ~50 s
+# fast config (1.05e15 at 900 steps) reached its val 20 s later compiled than not, cold; nanoGPT's baby GPT (5.8e15)
+# wins ~50 s
 
 
 def compile_on(compile, device_type, run_flops=None):

@@ -12,6 +12,7 @@ batch_size = 32
 block_size = 512
 max_iters = 1250
 lr_decay_iters = 1250
+muon_ns = 'jordan'  # Muon's own coefficients, as measured (the fast config's are Polar Express's)
 compile = True  # as measured (docs/benchmarks.md): its 2.1e15 training FLOPs are under common.COMPILE_FLOPS
 compile_mode = 'reduce-overhead'  # CUDA graphs of the compiled model (the run's own whole-step graph is then off)
 compile_eval = False  # the evals run uncompiled: compiling their graph took longer than they do
