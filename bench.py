@@ -9,6 +9,7 @@ Benchmarks, printed as one line each in the same format.
     python bench.py --bench=sample --out_dir=out          # sampling from a checkpoint: without and with the KV cache
     python bench.py config/train_shakespeare_char.py --bench=sample   # from that config's out_dir
     python bench.py config/train_shakespeare_char.py --bench=int8     # int8 against float: size, val loss, tokens/s
+    python bench.py --bench=newton_schulz                 # Muon's Newton-Schulz, each set of coefficients: ms, error
 
 train: ms/iter, tokens/s, MFU (where the device's peak is known) and peak memory, on random tokens. The model is
 the one train.py builds from the same config: its vocabulary comes from the dataset's meta.json when the dataset is
@@ -32,6 +33,9 @@ int8: the same model in float and with weight-only int8 linear layers (model.qua
 bench='sample' takes it (or pretrained weights: init_from): the bytes of each state dict saved with torch.save, the
 loss over eval_iters batches of the dataset's val split (the same batches for both), and tokens/s sampling
 num_samples x max_new_tokens with the KV cache (compiled decode on CUDA), each timed int8_rounds times in turn.
+newton_schulz: the matrices Muon takes in this config's model, batched by shape as Muon batches them, with a power-law
+spectrum (singular values 1/i, as gradients have), through newton_schulz with each set of optim.NEWTON_SCHULZ: the
+median ms of steps calls per shape, the error against U V^T (float64) and where the singular values land.
 """
 import copy
 import os
@@ -53,10 +57,10 @@ from common import compile_model, compile_on, device_setup, find_checkpoint, loa
 from configurator import ConfigError, configure, parse_config, read_settings
 from data.common import dataset_vocab_size, prepared_meta
 from model import GPT, GPTConfig, model_config, quantize_int8
-from optim import NEWTON_SCHULZ, OPTIMIZERS
+from optim import NEWTON_SCHULZ, OPTIMIZERS, newton_schulz
 
 # -----------------------------------------------------------------------------
-bench = 'train'  # 'train', 'sample' or 'int8'
+bench = 'train'  # 'train', 'sample', 'int8' or 'newton_schulz'
 # the model, its batch and the system: train.py's keys with train.py's defaults (configurator.read_settings), so that
 # the model is the one train.py builds (bench='sample' / 'int8': unless init_from or out_dir gives one); vocab_size
 # None: the dataset's (see above). Every GPTConfig field is one of them.
@@ -90,8 +94,8 @@ try:
     config_b = parse_config(config, shlex.split(compare), tuple(TRAIN)) if compare else None
 except ConfigError as e:
     sys.exit(f"error: --compare: {e}")
-if bench not in ('train', 'sample', 'int8'):
-    sys.exit(f"error: bench must be 'train', 'sample' or 'int8', got '{bench}'")
+if bench not in ('train', 'sample', 'int8', 'newton_schulz'):
+    sys.exit(f"error: bench must be 'train', 'sample', 'int8' or 'newton_schulz', got '{bench}'")
 if compare and (bench != 'train' or config_b['bench'] != 'train' or compare_rounds < 1):
     sys.exit("error: --compare times training steps: bench='train' for both, compare_rounds >= 1")
 for s in filter(None, (config, config_b)):
@@ -309,6 +313,37 @@ if bench == 'train':
         print(f"compare | B vs A | {tok_s_b / tok_s_a:.3f}x tokens/s | {ms_a:.2f} -> {ms_b:.2f} ms/iter | B: {compare}")
     if profile:
         profile_steps(setups[0], results[0][0])
+
+elif bench == 'newton_schulz':
+    model, system, _ = build(config)
+    shapes = {}  # (short, long) -> how many: Muon's matrices, tall ones transposed, one batched call per shape
+    for p in model.blocks.parameters():
+        if p.dim() == 2:
+            shape = tuple(sorted(p.shape))
+            shapes[shape] = shapes.get(shape, 0) + 1
+    gen = torch.Generator().manual_seed(seed)
+    inputs = []  # (G, U V^T) per shape
+    for (r, c), n in shapes.items():
+        U = torch.linalg.qr(torch.randn(n, r, r, generator=gen, dtype=torch.float64))[0]
+        V = torch.linalg.qr(torch.randn(n, c, r, generator=gen, dtype=torch.float64))[0]
+        S = torch.arange(1, r + 1, dtype=torch.float64) ** -1.0
+        inputs.append((((U * S) @ V.mT).float().to(system.device), U @ V.mT))
+    where = ' + '.join(f"{n} x {r} x {c}" for (r, c), n in shapes.items())
+    for name, coefficients in NEWTON_SCHULZ.items():
+        ms, errors, low, high = [], [], [], []
+        for G, polar in inputs:
+            for _ in range(warmup_steps):
+                newton_schulz(G, coefficients)
+            ms.append(1000 * statistics.median(timed(lambda: newton_schulz(G, coefficients), system.device_type)[1]
+                                               for _ in range(steps)))
+            O = newton_schulz(G, coefficients).double().cpu()
+            errors.append((torch.linalg.norm(O - polar) / torch.linalg.norm(polar)).item())
+            s = torch.linalg.svdvals(O)[:, :int(0.9 * O.size(-2))]  # the top 90% (the smallest are noise's)
+            low.append(s.min().item())
+            high.append(s.max().item())
+        print(f"newton_schulz | {name:<13} | {system.name} {'bfloat16' if G.is_cuda else 'float32'} | {where} "
+              f"| {sum(ms):.3f} ms ({' + '.join(f'{m:.3f}' for m in ms)}) | error vs U V^T {max(errors):.3f} "
+              f"| singular values {min(low):.2f}-{max(high):.2f} (top 90%)", flush=True)
 
 elif bench == 'sample':
     model, (device, device_type, dtype, ctx, device_name), source = build(config)

@@ -168,3 +168,17 @@ def test_figures_py_warm_runs_read_the_caches_their_cold_run_filled(tmp_path, ch
     assert vals == [('cold', '1.0000'), ('warm', '1.3750')]  # cold: empty; warm: what the cold run left
     assert len(re.findall(r'^\| fast config: launch to val <= 1.47, (cold|warm), seeds 1-1', p.stdout, re.M)) == 2
     assert os.listdir(tmp_path / 'tmp') == []  # the caches and out_dirs removed at exit
+
+
+def test_bench_newton_schulz_times_each_set_of_coefficients_on_the_models_muon_shapes():
+    """--bench=newton_schulz: one line per optim.NEWTON_SCHULZ entry, over the shapes Muon batches for this model
+    (1 block of 32 wide: c_attn 32 x 96, c_proj 32 x 32, c_fc 32 x 128 and its projection, transposed); Polar
+    Express's coefficients land nearer to U V^T than Muon's own, each in its stated range."""
+    p = run('bench.py', *TINY, '--bench=newton_schulz', '--steps=2', '--warmup_steps=1')
+    lines = re.findall(r'^newton_schulz \| (\w+) +\| cpu float32 \| (.+?) \| ([\d.]+) ms \(.+\) \| error vs U V\^T '
+                       r'([\d.]+) \| singular values ([\d.]+)-([\d.]+) \(top 90%\)$', p.stdout, re.M)
+    assert [line[0] for line in lines] == ['jordan', 'polar_express']
+    assert {line[1] for line in lines} == {'1 x 32 x 96 + 1 x 32 x 32 + 2 x 32 x 128'}
+    (_, _, _, e_jordan, lo_j, hi_j), (_, _, _, e_polar, lo_p, hi_p) = lines
+    assert float(e_polar) < float(e_jordan) < 0.5
+    assert 0.5 < float(lo_j) and float(hi_j) <= 1.21 and 0.84 <= float(lo_p) and float(hi_p) <= 1.15
