@@ -57,7 +57,7 @@ from common import compile_model, compile_on, device_setup, find_checkpoint, loa
 from configurator import ConfigError, configure, parse_config, read_settings
 from data.common import dataset_vocab_size, prepared_meta
 from model import GPT, GPTConfig, model_config, quantize_int8
-from optim import NEWTON_SCHULZ, OPTIMIZERS, newton_schulz
+from optim import NEWTON_SCHULZ, OPTIMIZERS, by_shape, configure_muon, newton_schulz
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train', 'sample', 'int8' or 'newton_schulz'
@@ -316,11 +316,9 @@ if bench == 'train':
 
 elif bench == 'newton_schulz':
     model, system, _ = build(config)
-    shapes = {}  # (short, long) -> how many: Muon's matrices, tall ones transposed, one batched call per shape
-    for p in model.blocks.parameters():
-        if p.dim() == 2:
-            shape = tuple(sorted(p.shape))
-            shapes[shape] = shapes.get(shape, 0) + 1
+    muon = configure_muon(model, 0.0, 0.0, (0.9, 0.95), system.device_type)
+    shapes = {shape: len(ps) for shape, ps in by_shape(p for g in muon.param_groups if g['use_muon']
+                                                       for p in g['params']).items()}  # (short, long) -> how many
     gen = torch.Generator().manual_seed(seed)
     inputs = []  # (G, U V^T) per shape
     for (r, c), n in shapes.items():

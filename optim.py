@@ -104,6 +104,15 @@ def newton_schulz(G, coefficients=NEWTON_SCHULZ['jordan'], eps=1e-7):
     return X.reshape(G.shape).to(G.dtype)
 
 
+def by_shape(params):
+    """Muon's batches: the matrices of one shape, tall ones with the wide ones of their transposed shape, are
+    orthogonalised in one batched call. {(short side, long side): [matrices]}"""
+    batches = {}
+    for p in params:
+        batches.setdefault(tuple(sorted(p.shape)), []).append(p)
+    return batches
+
+
 def muon_update(params, grads, bufs, lr, weight_decay, momentum, nesterov, ns):
     """Muon's step for matrices of one shape (tall and wide alike; see Muon): momentum, orthogonalise, apply.
     lr, weight_decay: numbers, or 0-d tensors (compiled: their values change without a new graph)."""
@@ -161,13 +170,10 @@ class Muon(torch.optim.Optimizer):
         return loss
 
     def _muon(self, group, params):
-        by_shape = {}  # matrices of one shape, tall ones transposed (wide), are orthogonalised in one batched call
-        for p in params:
-            by_shape.setdefault(tuple(sorted(p.shape)), []).append(p)
         lr, wd = group['lr'], group['weight_decay']
         if self.update is not muon_update:  # compiled: 0-d tensors, so that a new lr needs no new graph
             lr, wd = torch.as_tensor(lr), torch.as_tensor(wd)
-        for ps in by_shape.values():
+        for ps in by_shape(params).values():
             bufs = [self.state[p].setdefault('momentum_buffer', torch.zeros_like(p)) for p in ps]
             self.update(ps, [p.grad for p in ps], bufs, lr, wd, group['momentum'], group['nesterov'],
                         group['ns'])
