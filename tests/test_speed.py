@@ -110,7 +110,6 @@ def test_compiled_muon_update_equals_the_eager_one():
     torch.testing.assert_close(compiled, muon_weights(compiled=False), rtol=1e-4, atol=1e-4)
 
 
-
 @pytest.mark.parametrize('optim', ['muon', 'adamw'])
 def test_a_learning_rate_held_in_a_tensor_steps_as_the_number(optim):
     """cuda_graph=True gives every group one 0-d tensor as its lr (train.py's lr_now), filled before each step, since a
