@@ -34,8 +34,9 @@ bench='sample' takes it (or pretrained weights: init_from): the bytes of each st
 loss over eval_iters batches of the dataset's val split (the same batches for both), and tokens/s sampling
 num_samples x max_new_tokens with the KV cache (compiled decode on CUDA), each timed int8_rounds times in turn.
 newton_schulz: the matrices Muon takes in this config's model, batched by shape as Muon batches them, with a power-law
-spectrum (singular values 1/i, as gradients have), through newton_schulz with each set of optim.NEWTON_SCHULZ: the
-median ms of steps calls per shape, the error against U V^T (float64) and where the singular values land.
+spectrum (singular values 1/i, as gradients have), through newton_schulz with each variant of optim.NEWTON_SCHULZ,
+in two forms: plain (every step on X) and as Muon runs it (the Gram form for the wide shapes): the median ms of steps
+calls per shape, the error against U V^T (float64) and where the singular values land.
 """
 import copy
 import os
@@ -57,7 +58,7 @@ from common import compile_model, compile_on, device_setup, find_checkpoint, loa
 from configurator import ConfigError, configure, parse_config, read_settings
 from data.common import dataset_vocab_size, prepared_meta
 from model import GPT, GPTConfig, model_config, quantize_int8
-from optim import NEWTON_SCHULZ, OPTIMIZERS, by_shape, configure_muon, newton_schulz
+from optim import GRAM_ASPECT, NEWTON_SCHULZ, OPTIMIZERS, by_shape, configure_muon, newton_schulz, ns_dtype
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train', 'sample', 'int8' or 'newton_schulz'
@@ -327,21 +328,25 @@ elif bench == 'newton_schulz':
         S = torch.arange(1, r + 1, dtype=torch.float64) ** -1.0
         inputs.append((((U * S) @ V.mT).float().to(system.device), U @ V.mT))
     where = ' + '.join(f"{n} x {r} x {c}" for (r, c), n in shapes.items())
-    for name, coefficients in NEWTON_SCHULZ.items():
-        ms, errors, low, high = [], [], [], []
-        for G, polar in inputs:
-            for _ in range(warmup_steps):
-                newton_schulz(G, coefficients)
-            ms.append(1000 * statistics.median(timed(lambda: newton_schulz(G, coefficients), system.device_type)[1]
-                                               for _ in range(steps)))
-            O = newton_schulz(G, coefficients).double().cpu()
-            errors.append((torch.linalg.norm(O - polar) / torch.linalg.norm(polar)).item())
-            s = torch.linalg.svdvals(O)[:, :int(0.9 * O.size(-2))]  # the top 90% (the smallest are noise's)
-            low.append(s.min().item())
-            high.append(s.max().item())
-        print(f"newton_schulz | {name:<13} | {system.name} {'bfloat16' if G.is_cuda else 'float32'} | {where} "
-              f"| {sum(ms):.3f} ms ({' + '.join(f'{m:.3f}' for m in ms)}) | error vs U V^T {max(errors):.3f} "
-              f"| singular values {min(low):.2f}-{max(high):.2f} (top 90%)", flush=True)
+    for name, ns in NEWTON_SCHULZ.items():
+        for form, gram in (('plain', False), ('as run', None)):  # as run: newton_schulz's own choice per shape
+            ms, errors, low, high, dtypes = [], [], [], [], []
+            for G, polar in inputs:
+                for _ in range(warmup_steps):
+                    newton_schulz(G, ns, gram)
+                ms.append(1000 * statistics.median(timed(lambda: newton_schulz(G, ns, gram), system.device_type)[1]
+                                                   for _ in range(steps)))
+                O = newton_schulz(G, ns, gram).double().cpu()
+                errors.append((torch.linalg.norm(O - polar) / torch.linalg.norm(polar)).item())
+                s = torch.linalg.svdvals(O)[:, :int(0.9 * O.size(-2))]  # the top 90% (the smallest are noise's)
+                low.append(s.min().item())
+                high.append(s.max().item())
+                r, c = G.shape[-2:]
+                wide = c >= GRAM_ASPECT * r if gram is None else gram
+                dtypes.append(f"{'gram' if wide else 'plain'} {str(ns_dtype(system.device_type, wide))[6:]}")
+            print(f"newton_schulz | {name:<13} | {form:<6} | {system.name} | {where} ({', '.join(dtypes)}) "
+                  f"| {sum(ms):.3f} ms ({' + '.join(f'{m:.3f}' for m in ms)}) | error vs U V^T {max(errors):.3f} "
+                  f"| singular values {min(low):.2f}-{max(high):.2f} (top 90%)", flush=True)
 
 elif bench == 'sample':
     model, (device, device_type, dtype, ctx, device_name), source = build(config)

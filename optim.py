@@ -53,51 +53,84 @@ OPTIMIZERS = {'adamw': configure_adamw, 'muon': configure_muon}  # train.py's op
 
 
 # ----------------------------------------------------------------------------- Muon
-# Newton-Schulz coefficients, one (a, b, c) per step: X <- aX + b(XX^T)X + c(XX^T)^2 X pushes every singular value of
-# X (normalised to <= 1) towards 1. Both take 5 steps; tests/test_optim.py checks where each puts singular values
-# from [1e-3, 1].
+# Newton-Schulz's variants, each (rescale, coefficients). rescale: how X is brought to singular values <= 1 before the
+# first step: 'frobenius', X / ||X||_F (Muon's), or 'aol', then each row scaled too (see aol). coefficients: one
+# (a, b, c) per step: X <- aX + b(XX^T)X + c(XX^T)^2 X pushes every singular value of X towards 1.
+# tests/test_optim.py checks where each puts singular values from [1e-3, 1].
+POLAR_EXPRESS = ((8.156554524902461 / 1.02, -22.48329292557795 / 1.02**3, 15.878769915207462 / 1.02**5),
+                 (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+                 (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+                 (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+                 (2.3465413258596377, -1.7097828382687081, 0.42323551169305323))
 NEWTON_SCHULZ = {
     # Muon's own (Jordan 2024): one quintic 5 times, into ~[0.68, 1.13] from 1e-2 ([0.47, 1.20] from 1e-3)
-    'jordan': ((3.4445, -4.7750, 2.0315),) * 5,
+    'jordan': ('frobenius', ((3.4445, -4.7750, 2.0315),) * 5),
     # "The Polar Express" (Amsel et al. 2025): each step's quintic is the minimax one for where the last step left the
     # singular values, all but the last shrunk 1% for bfloat16's rounding, the first run on X / 1.02 (folded into its
     # coefficients): into [0.85, 1.14] from 1e-3
-    'polar_express': ((8.156554524902461 / 1.02, -22.48329292557795 / 1.02**3, 15.878769915207462 / 1.02**5),
-                      (4.042929935166739, -2.808917465908714, 0.5000178451051316),
-                      (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
-                      (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
-                      (2.3465413258596377, -1.7097828382687081, 0.42323551169305323)),
+    'polar_express': ('frobenius', POLAR_EXPRESS),
+    # Turbo-Muon (Boissin et al. 2025): AOL's rescaling starts the singular values nearer 1, so Polar Express's last
+    # 4 steps do: one step fewer
+    'turbo': ('aol', POLAR_EXPRESS[1:]),
 }
 
 
-def newton_schulz(G, coefficients=NEWTON_SCHULZ['jordan'], eps=1e-7):
+GRAM_ASPECT = 1.5  # newton_schulz's Gram form by default for matrices at least this many times as wide as tall
+
+
+def ns_dtype(device_type, gram):
+    """Newton-Schulz's precision: on CUDA bfloat16 (Muon's choice), float16 for the Gram form (its A <- QAQ needs
+    float16's 3 more bits of mantissa: Dao AI Lab 2026, "Gram Newton-Schulz"); float32 elsewhere, since a CPU without
+    bfloat16 units is ~15x slower in it."""
+    return torch.float32 if device_type != 'cuda' else torch.float16 if gram else torch.bfloat16
+
+
+def aol(X, A, eps=1e-7):
+    """Almost-orthogonal-layer rescaling (Prach & Lampert 2022), as Turbo-Muon uses it: row i of X times
+    1 / sqrt(sum_j |A_ij|), A = XX^T. The spectral norm is then <= 1, and the singular values sit nearer 1 than
+    X / ||X||_F leaves them. Returns the rescaled X and its XX^T, from A (no product of its own)."""
+    s = torch.rsqrt(A.abs().sum(dim=-1) + eps)  # (batch, r)
+    return X * s.unsqueeze(-1), A * s.unsqueeze(-1) * s.unsqueeze(-2)
+
+
+def newton_schulz(G, ns=NEWTON_SCHULZ['jordan'], gram=None, dtype=None, eps=1e-7):
     """The nearest semi-orthogonal matrix to G (U V^T of its SVD), roughly: Muon's quintic Newton-Schulz iteration
-    (Jordan 2024). Normalise so that every singular value is <= 1, then for each (a, b, c) of coefficients (a value of
-    NEWTON_SCHULZ) X <- aX + b(XX^T)X + c(XX^T)^2 X. A tall matrix is transposed first (XX^T is then the small side).
-    bfloat16 on CUDA (Muon's choice); float32 elsewhere, since a CPU without bfloat16 units is ~15x slower in it.
-    G (..., rows, cols): a batch of matrices works too.
-    On a CPU a matrix at least 1.5 times as wide as tall (after the transpose) runs the same iteration on its small
-    side: each step multiplies X by Q = aI + bA + cA^2, a polynomial in A = XX^T, so A <- QAQ and X_5 = Q_4...Q_0 X_0
-    need r x r products only (r = the short side) and one r x c product at each end: for 128 x 512, 44% fewer FLOPs,
-    the same result to ~1e-5."""
-    X = (G.bfloat16() if G.is_cuda else G.float()).reshape(-1, *G.shape[-2:])  # (batch, rows, cols)
+    (Jordan 2024). Bring every singular value to <= 1 (ns's rescale), then for each (a, b, c) of ns's coefficients
+    X <- aX + b(XX^T)X + c(XX^T)^2 X. A tall matrix is transposed first (XX^T is then the small side). G (..., rows,
+    cols): a batch of matrices works too. dtype: None is ns_dtype's choice.
+    gram: run the same iteration on the small side (None: where X is GRAM_ASPECT times as wide as tall or more). Each step
+    multiplies X by Q = aI + bA + cA^2, a polynomial in A = XX^T, so A <- QAQ and X_5 = Q_4...Q_0 X_0 need r x r
+    products only (r = the short side) and an r x c product at each end: for 768 x 3072, 36% fewer FLOPs, the same
+    result to ~1e-5 in float32. In float16, A <- QAQ drifts from the XX^T of the X it stands for, so after 2 steps
+    the iteration restarts from X_2 = Q_1 Q_0 X_0 and its own XX^T (Dao AI Lab 2026, "Gram Newton-Schulz")."""
+    rescale, coefficients = ns
+    X = G.reshape(-1, *G.shape[-2:])  # (batch, rows, cols)
     tall = X.size(-2) > X.size(-1)
     if tall:
         X = X.mT
-    X = X / (X.norm(dim=(-2, -1), keepdim=True) + eps)
-    if X.is_cuda or 2 * X.size(-1) < 3 * X.size(-2):
+    gram = X.size(-1) >= GRAM_ASPECT * X.size(-2) if gram is None else gram
+    dtype = ns_dtype(G.device.type, gram) if dtype is None else dtype
+    X = (X.float() / (X.float().norm(dim=(-2, -1), keepdim=True) + eps)).to(dtype)  # first in float32: G's range
+    A = X @ X.mT  # (batch, r, r): the first step's, and AOL's
+    if rescale == 'aol':
+        X, A = aol(X, A, eps)
+    if not gram:
         for a, b, c in coefficients:
-            A = X @ X.mT
+            A = X @ X.mT if A is None else A
             B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A A in one call (~30% faster on a CPU than apart)
-            X = torch.baddbmm(X, B, X, beta=a)  # a X + B X
+            X, A = torch.baddbmm(X, B, X, beta=a), None  # a X + B X
     else:
-        A, M = X @ X.mT, None  # (batch, r, r)
+        restart = 2 if dtype == torch.float16 else len(coefficients)
+        M = None
         for k, (a, b, c) in enumerate(coefficients):
+            if k == restart:
+                X, M = M @ X, None
+                A = X @ X.mT
             Q = torch.baddbmm(A, A, A, beta=b, alpha=c)
             Q.diagonal(dim1=-2, dim2=-1).add_(a)  # Q = aI + bA + cA^2
-            M = Q if M is None else Q @ M  # Q_k ... Q_0
-            if k < len(coefficients) - 1:
-                A = Q @ A @ Q  # the next X X^T
+            M = Q if M is None else Q @ M  # Q_k ... Q_0 (since the restart)
+            if k + 1 < len(coefficients) and k + 1 != restart:
+                A = Q @ A @ Q  # the next XX^T
         X = M @ X
     if tall:
         X = X.mT

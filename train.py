@@ -77,7 +77,7 @@ vocab_size = None  # None: the dataset's vocabulary; larger pads it (50304: GPT-
 globals().update({f.name: f.default for f in fields(GPTConfig) if f.name not in globals() and f.name != 'vocab_size'})
 # optimizer
 optim = 'muon'  # 'muon' (Keller Jordan 2024: Muon for the matrices inside the blocks, AdamW for the rest) or 'adamw'
-muon_ns = 'jordan'  # Muon's Newton-Schulz coefficients (optim.NEWTON_SCHULZ): 'jordan' (Muon's) or 'polar_express'
+muon_ns = 'jordan'  # Muon's Newton-Schulz (optim.NEWTON_SCHULZ): 'jordan' (Muon's), 'polar_express' or 'turbo'
 learning_rate = 1e-2  # the peak learning rate (after the warmup)
 max_iters = 1250  # optimizer steps in all
 weight_decay = 0.1  # decoupled weight decay of the 2-D weights (x learning_rate per step)

@@ -8,6 +8,7 @@ import pytest
 from conftest import REPO, run, run_here, script_keys
 from configurator import parse_config
 from model import GPT, GPTConfig
+from optim import NEWTON_SCHULZ
 from test_ladder import rung
 
 TINY = ['--device=cpu', '--n_layer=1', '--n_embd=32', '--n_head=2', '--block_size=16', '--batch_size=4']
@@ -171,14 +172,20 @@ def test_figures_py_warm_runs_read_the_caches_their_cold_run_filled(tmp_path, ch
 
 
 def test_bench_newton_schulz_times_each_set_of_coefficients_on_the_models_muon_shapes():
-    """--bench=newton_schulz: one line per optim.NEWTON_SCHULZ entry, over the shapes Muon batches for this model
-    (1 block of 32 wide: c_attn 32 x 96, c_proj 32 x 32, c_fc 32 x 128 and its projection, transposed); Polar
-    Express's coefficients land nearer to U V^T than Muon's own, each in its stated range."""
+    """--bench=newton_schulz: two lines per optim.NEWTON_SCHULZ entry (plain, and as Muon runs it: the Gram form for
+    the wide shapes), over the shapes Muon batches for this model (1 block of 32 wide: c_attn 32 x 96, c_proj 32 x 32,
+    c_fc 32 x 128 and its projection, transposed); both forms give the same; Polar Express's coefficients land nearer
+    to U V^T than Muon's own, each in its stated range."""
     p = run('bench.py', *TINY, '--bench=newton_schulz', '--steps=2', '--warmup_steps=1')
-    lines = re.findall(r'^newton_schulz \| (\w+) +\| cpu float32 \| (.+?) \| ([\d.]+) ms \(.+\) \| error vs U V\^T '
-                       r'([\d.]+) \| singular values ([\d.]+)-([\d.]+) \(top 90%\)$', p.stdout, re.M)
-    assert [line[0] for line in lines] == ['jordan', 'polar_express']
-    assert {line[1] for line in lines} == {'1 x 32 x 96 + 1 x 32 x 32 + 2 x 32 x 128'}
-    (_, _, _, e_jordan, lo_j, hi_j), (_, _, _, e_polar, lo_p, hi_p) = lines
-    assert float(e_polar) < float(e_jordan) < 0.5
-    assert 0.5 < float(lo_j) and float(hi_j) <= 1.21 and 0.84 <= float(lo_p) and float(hi_p) <= 1.15
+    lines = re.findall(r'^newton_schulz \| (\w+) +\| (plain|as run) +\| cpu \| (.+?) \| ([\d.]+) ms \(.+\) '
+                       r'\| error vs U V\^T ([\d.]+) \| singular values ([\d.]+)-([\d.]+) \(top 90%\)$', p.stdout, re.M)
+    assert [line[:2] for line in lines] == [(ns, form) for ns in NEWTON_SCHULZ for form in ('plain', 'as run')]
+    assert [line[2] for line in lines[:2]] == [
+        '1 x 32 x 96 + 1 x 32 x 32 + 2 x 32 x 128 (plain float32, plain float32, plain float32)',
+        '1 x 32 x 96 + 1 x 32 x 32 + 2 x 32 x 128 (gram float32, plain float32, gram float32)']
+    error = {line[0]: float(line[4]) for line in lines}
+    assert all(error[line[0]] == float(line[4]) for line in lines)  # plain and as run: the same to 3 digits
+    assert error['polar_express'] < error['jordan'] < 0.5 and error['turbo'] < 0.5
+    ranges = {line[0]: (float(line[5]), float(line[6])) for line in lines}
+    assert 0.5 < ranges['jordan'][0] and ranges['jordan'][1] <= 1.21
+    assert 0.84 <= ranges['polar_express'][0] and ranges['polar_express'][1] <= 1.15
