@@ -1,5 +1,5 @@
 # The fastest route we found to val <= 1.47 on char-level tiny shakespeare (nanoGPT's "baby GPT" reaches 1.4654 at
-# iter 1750 of 5000): the same 6 x 384 model and data, LLaMA-style parts, Muon (Polar Express's coefficients) with
+# iter 1750 of 5000): the same 6 x 384 model and data, LLaMA-style parts, Muon (Turbo-Muon's Newton-Schulz) with
 # strong weight decay, and an eval of an average of the weights (EMA), after 700 steps of 64 x 256 characters.
 #   python data/shakespeare_char/prepare.py && python train.py config/shakespeare_char_fast.py
 # One H100, bf16: docs/benchmarks.md has the figures. Its 8.2e14 training FLOPs run uncompiled (compiling cost ~25 s
@@ -24,8 +24,8 @@ ffn = 'swiglu'  # (Shazeer 2020)
 qk_norm = True  # (Dehghani et al. 2023)
 
 optim = 'muon'  # Muon for the matrices inside the blocks, AdamW for the rest (Jordan 2024)
-muon_ns = 'polar_express'  # Newton-Schulz coefficients nearer to orthogonal for the same matmuls (Amsel et al. 2025):
-# 700 steps reach val ~1.45 in 18.8 s from launch warm (900 steps with Muon's own: 1.43 in 22.3 s; docs/benchmarks.md)
+muon_ns = 'turbo'  # AOL's rescaling, then Polar Express's last 4 Newton-Schulz steps: one fewer (Boissin et al. 2025):
+# 700 steps reach val ~1.45 in 19.1 s from launch warm (Polar Express's 5 steps: 19.6 s, same call; docs/benchmarks.md)
 learning_rate = 6e-3
 max_iters = 700
 lr_decay_iters = 700
