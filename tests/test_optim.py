@@ -103,7 +103,8 @@ def test_the_gram_form_is_the_plain_iteration_also_in_float16(ns):
 
 def test_aol_starts_the_singular_values_nearer_one_and_turbo_needs_a_step_fewer():
     """AOL's rescaling (Turbo-Muon) keeps the spectral norm <= 1 and lifts what X / ||X||_F leaves (0.78 at the top
-    here); from there Polar Express's last 4 steps put the singular values where its 5 do from X / ||X||_F."""
+    here); from there Polar Express's last 4 steps put the top 90% of singular values in [0.85, 1.15], as its 5 do from
+    X / ||X||_F, and land nearer to U V^T than Muon's own 5 steps (0.17 against 0.20 here)."""
     G, polar = power_law()
     X = G / torch.linalg.norm(G, dim=(-2, -1), keepdim=True)
     Xa, A = aol(X, X @ X.mT)
@@ -111,10 +112,10 @@ def test_aol_starts_the_singular_values_nearer_one_and_turbo_needs_a_step_fewer(
     s, sa = torch.linalg.svdvals(X), torch.linalg.svdvals(Xa)
     assert (sa[:, 0] <= 1).all() and (sa[:, 0] > s[:, 0] + 0.15).all() and (sa[:, -1] > s[:, -1]).all()
     assert len(NEWTON_SCHULZ['turbo'][1]) == len(NEWTON_SCHULZ['polar_express'][1]) - 1
-    O = newton_schulz(G.float(), NEWTON_SCHULZ['turbo']).double()
-    top = torch.linalg.svdvals(O)[:, :43]  # the top 90%
-    assert 0.7 < top.min() and top.max() < 1.15
-    assert torch.linalg.norm(O - polar) / torch.linalg.norm(polar) < 0.25
+    turbo, jordan = (newton_schulz(G.float(), NEWTON_SCHULZ[ns]).double() for ns in ('turbo', 'jordan'))
+    top = torch.linalg.svdvals(turbo)[:, :43]  # the top 90%
+    assert 0.85 < top.min() and top.max() < 1.15
+    assert torch.linalg.norm(turbo - polar) < torch.linalg.norm(jordan - polar)
 
 
 def test_a_resumed_muon_takes_this_runs_coefficients_also_from_a_checkpoint_of_before_the_ns_key():
