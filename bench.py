@@ -9,7 +9,7 @@ Benchmarks, printed as one line each in the same format.
     python bench.py --bench=sample --out_dir=out          # sampling from a checkpoint: without and with the KV cache
     python bench.py config/train_shakespeare_char.py --bench=sample   # from that config's out_dir
     python bench.py config/train_shakespeare_char.py --bench=int8     # int8 against float: size, val loss, tokens/s
-    python bench.py --bench=newton_schulz                 # Muon's Newton-Schulz, each set of coefficients: ms, error
+    python bench.py --bench=newton_schulz                 # Muon's Newton-Schulz, each variant, two forms: ms, error
 
 train: ms/iter, tokens/s, MFU (where the device's peak is known) and peak memory, on random tokens. The model is
 the one train.py builds from the same config: its vocabulary comes from the dataset's meta.json when the dataset is

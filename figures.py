@@ -130,7 +130,7 @@ if 'step' in parts:
             row(f"GPT-2 124M step, batch {batch} x 1024, {name}", f"{nano:.2f} ms" if nano else '-', f"{ms:.2f} ms",
                 f"{nano / ms:.3f}x" if nano else '-')
         row(f"Muon's share of our default step, batch {batch}", '-', f"{ours - adamw:.2f} ms",
-            f"{100 * (ours - adamw) / ours:.1f}%")
+            f"{100 * (ours - adamw) / ours:.2f}%")
 
 if parts & {'fast', 'default'}:
     run(['data/shakespeare_char/prepare.py'])
