@@ -58,7 +58,7 @@ from common import compile_model, compile_on, device_setup, find_checkpoint, loa
 from configurator import ConfigError, configure, parse_config, read_settings
 from data.common import dataset_vocab_size, prepared_meta
 from model import GPT, GPTConfig, model_config, quantize_int8
-from optim import GRAM_ASPECT, NEWTON_SCHULZ, OPTIMIZERS, by_shape, configure_muon, newton_schulz, ns_dtype
+from optim import NEWTON_SCHULZ, OPTIMIZERS, by_shape, configure_muon, key_error, newton_schulz, ns_form
 
 # -----------------------------------------------------------------------------
 bench = 'train'  # 'train', 'sample', 'int8' or 'newton_schulz'
@@ -100,10 +100,8 @@ if bench not in ('train', 'sample', 'int8', 'newton_schulz'):
 if compare and (bench != 'train' or config_b['bench'] != 'train' or compare_rounds < 1):
     sys.exit("error: --compare times training steps: bench='train' for both, compare_rounds >= 1")
 for s in filter(None, (config, config_b)):
-    if s['optim'] not in OPTIMIZERS:
-        sys.exit(f"error: optim must be one of {', '.join(OPTIMIZERS)}, got '{s['optim']}'")
-    if s['muon_ns'] not in NEWTON_SCHULZ:
-        sys.exit(f"error: muon_ns must be one of {', '.join(NEWTON_SCHULZ)}, got '{s['muon_ns']}'")
+    if error := key_error(s['optim'], s['muon_ns']):
+        sys.exit(f"error: {error}")
     if s['steps'] < 1 or s['warmup_steps'] < 0:
         sys.exit(f"error: steps must be >= 1 and warmup_steps >= 0, got steps={s['steps']}, "
                  f"warmup_steps={s['warmup_steps']}")
@@ -341,9 +339,8 @@ elif bench == 'newton_schulz':
                 s = torch.linalg.svdvals(O)[:, :int(0.9 * O.size(-2))]  # the top 90% (the smallest are noise's)
                 low.append(s.min().item())
                 high.append(s.max().item())
-                r, c = G.shape[-2:]
-                wide = c >= GRAM_ASPECT * r if gram is None else gram
-                dtypes.append(f"{'gram' if wide else 'plain'} {str(ns_dtype(system.device_type, wide))[6:]}")
+                uses_gram, dtype = ns_form(*G.shape[-2:], system.device_type, gram)
+                dtypes.append(f"{'gram' if uses_gram else 'plain'} {str(dtype).removeprefix('torch.')}")
             print(f"newton_schulz | {name:<13} | {form:<6} | {system.name} | {where} ({', '.join(dtypes)}) "
                   f"| {sum(ms):.3f} ms ({' + '.join(f'{m:.3f}' for m in ms)}) | error vs U V^T {max(errors):.3f} "
                   f"| singular values {min(low):.2f}-{max(high):.2f} (top 90%)", flush=True)

@@ -52,6 +52,14 @@ def configure_muon(model, weight_decay, learning_rate, betas, device_type, compi
 OPTIMIZERS = {'adamw': configure_adamw, 'muon': configure_muon}  # train.py's optim key
 
 
+def key_error(optim, muon_ns):
+    """What is wrong with train.py's optim and muon_ns keys, in one line (train.py and bench.py exit with it); None."""
+    for key, value, allowed in (('optim', optim, OPTIMIZERS), ('muon_ns', muon_ns, NEWTON_SCHULZ)):
+        if value not in allowed:
+            return f"{key} must be one of {', '.join(allowed)}, got '{value}'"
+    return None
+
+
 # ----------------------------------------------------------------------------- Muon
 # Newton-Schulz's variants, each (rescale, coefficients). rescale: how X is brought to singular values <= 1 before the
 # first step: 'frobenius', X / ||X||_F (Muon's), or 'aol', then each row scaled too (see aol). coefficients: one
@@ -78,11 +86,13 @@ NEWTON_SCHULZ = {
 GRAM_ASPECT = 1.5  # newton_schulz's Gram form by default for matrices at least this many times as wide as tall
 
 
-def ns_dtype(device_type, gram):
-    """Newton-Schulz's precision: on CUDA bfloat16 (Muon's choice), float16 for the Gram form (its A <- QAQ needs
-    float16's 3 more bits of mantissa: Dao AI Lab 2026, "Gram Newton-Schulz"); float32 elsewhere, since a CPU without
-    bfloat16 units is ~15x slower in it."""
-    return torch.float32 if device_type != 'cuda' else torch.float16 if gram else torch.bfloat16
+def ns_form(rows, cols, device_type, gram=None):
+    """How newton_schulz runs a batch of rows x cols matrices (rows <= cols): (gram, dtype). gram None: the Gram form
+    where cols >= GRAM_ASPECT rows. dtype: on CUDA bfloat16 (Muon's choice), float16 for the Gram form (its A <- QAQ
+    needs float16's 3 more bits of mantissa: Dao AI Lab 2026, "Gram Newton-Schulz"); float32 elsewhere, since a CPU
+    without bfloat16 units is ~15x slower in it."""
+    gram = cols >= GRAM_ASPECT * rows if gram is None else gram
+    return gram, torch.float32 if device_type != 'cuda' else torch.float16 if gram else torch.bfloat16
 
 
 def aol(X, A, eps=1e-7):
@@ -97,29 +107,30 @@ def newton_schulz(G, ns=NEWTON_SCHULZ['jordan'], gram=None, dtype=None, eps=1e-7
     """The nearest semi-orthogonal matrix to G (U V^T of its SVD), roughly: Muon's quintic Newton-Schulz iteration
     (Jordan 2024). Bring every singular value to <= 1 (ns's rescale), then for each (a, b, c) of ns's coefficients
     X <- aX + b(XX^T)X + c(XX^T)^2 X. A tall matrix is transposed first (XX^T is then the small side). G (..., rows,
-    cols): a batch of matrices works too. dtype: None is ns_dtype's choice.
-    gram: run the same iteration on the small side (None: where X is GRAM_ASPECT times as wide as tall or more). Each
-    step multiplies X by Q = aI + bA + cA^2, a polynomial in A = XX^T, so A <- QAQ and X_5 = Q_4...Q_0 X_0 need r x r
-    products only (r = the short side) and an r x c product at each end: for 768 x 3072, 36% fewer FLOPs, the same
-    result to ~1e-5 in float32. In float16, A <- QAQ drifts from the XX^T of the X it stands for, so after 2 steps
-    the iteration restarts from X_2 = Q_1 Q_0 X_0 and its own XX^T (Dao AI Lab 2026, "Gram Newton-Schulz")."""
+    cols): a batch of matrices works too. gram, dtype: None is ns_form's choice.
+    gram: run the same iteration on the small side. Each step multiplies X by Q = aI + bA + cA^2, a polynomial in
+    A = XX^T, so A <- QAQ and X_5 = Q_4...Q_0 X_0 need r x r products only (r = the short side) and an r x c product at
+    each end: for 768 x 3072, 36% fewer FLOPs, the same result to ~1e-5 in float32. In float16, A <- QAQ drifts from
+    the XX^T of the X it stands for, so after 2 steps the iteration restarts from X_2 = Q_1 Q_0 X_0 and its own XX^T
+    (Dao AI Lab 2026, "Gram Newton-Schulz")."""
     rescale, coefficients = ns
     X = G.reshape(-1, *G.shape[-2:])  # (batch, rows, cols)
     tall = X.size(-2) > X.size(-1)
     if tall:
         X = X.mT
-    gram = X.size(-1) >= GRAM_ASPECT * X.size(-2) if gram is None else gram
-    dtype = ns_dtype(G.device.type, gram) if dtype is None else dtype
+    gram, form_dtype = ns_form(*X.shape[-2:], G.device.type, gram)
+    dtype = dtype or form_dtype
     X = X.float()
     X = (X / (X.norm(dim=(-2, -1), keepdim=True) + eps)).to(dtype)  # scaled in float32 first: float16's range is short
     A = X @ X.mT  # (batch, r, r): the first step's, and AOL's
     if rescale == 'aol':
         X, A = aol(X, A, eps)
     if not gram:
-        for a, b, c in coefficients:
-            A = X @ X.mT if A is None else A
+        for k, (a, b, c) in enumerate(coefficients):
+            if k:
+                A = X @ X.mT
             B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A A in one call (~30% faster on a CPU than apart)
-            X, A = torch.baddbmm(X, B, X, beta=a), None  # a X + B X
+            X = torch.baddbmm(X, B, X, beta=a)  # a X + B X
     else:
         restart = 2 if dtype == torch.float16 else len(coefficients)
         M = None

@@ -39,7 +39,7 @@ from common import (append_csv, compile_model, compile_on, device_setup, load_ch
 from configurator import configure, split_args
 from data.common import Tokenizer, prepared_meta
 from model import GPT, GPTConfig, clean_state_dict, eval_sums, model_config
-from optim import EMA, NEWTON_SCHULZ, OPTIMIZERS, lr_at
+from optim import EMA, OPTIMIZERS, key_error, lr_at
 from parallel import agree, full_tensor, load_optimizer_state, model_state, optimizer_state, shard, split_batch
 from dataflow import param_norms, trace_model
 
@@ -125,10 +125,8 @@ overrides = ' '.join(f"--{k}={v}" for k, v in config_overrides)
 # setup: checks, the device, the processes
 if nan_policy not in ('stop', 'skip'):
     sys.exit(f"error: nan_policy must be 'stop' or 'skip', got '{nan_policy}'")
-if optim not in OPTIMIZERS:
-    sys.exit(f"error: optim must be one of {', '.join(OPTIMIZERS)}, got '{optim}'")
-if muon_ns not in NEWTON_SCHULZ:
-    sys.exit(f"error: muon_ns must be one of {', '.join(NEWTON_SCHULZ)}, got '{muon_ns}'")
+if error := key_error(optim, muon_ns):
+    sys.exit(f"error: {error}")
 if parallel not in ('ddp', 'fsdp'):
     sys.exit(f"error: parallel must be 'ddp' or 'fsdp', got '{parallel}'")
 bad = [f"{k}={v} (at least {low})" for k, v, low in (
