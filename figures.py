@@ -1,7 +1,8 @@
 """
-Re-measure, on this machine, the GPU figures that docs/benchmarks.md states in its "As shipped" table, nanoGPT's
-beside ours in the same run, and print that table. One GPU; over 10 minutes on an H100 for all of it (a machine that
-allows 10 minutes a command: --only=step, then --only=fast,default).
+Re-measure, on this machine, the GPU figures that docs/benchmarks.md states in its "As shipped" table and in its
+Results table, nanoGPT's beside ours in the same run where a figure compares, and print that table. One GPU; on an
+H100 --only=step takes about 3 minutes and --only=fast,default about 6 (a machine that allows 10 minutes a command:
+one part or two at a time).
 
     python figures.py --nanogpt=../nanoGPT            # a checkout of karpathy/nanoGPT: its bench.py and baby GPT
     python figures.py --only=default --seeds=1        # some of the figures, ours only
@@ -12,12 +13,17 @@ step     the GPT-2 124M training step (bench.py: random tokens, bf16, compiled),
 fast     seconds from launch to the first val <= 1.47 on char-level tiny shakespeare: nanoGPT's baby GPT
          (config/train_shakespeare_char.py) and config/shakespeare_char_fast.py for seeds 1..seeds, cold and warm each
 default  `python train.py`, the default config: launch to done, ms/iter at the end, best val; cold, then warm
+baby     nanoGPT's baby GPT (config/train_shakespeare_char.py) in our train.py: best val and when; then, on the model it
+         trained, bench.py's training step (ms/iter, tokens/s, MFU), sampling (the batching and KV-cache gains) and
+         int8 weights (size, val loss, sampling speed)
+best     config/shakespeare_char_best.py for seeds 1..seeds, cold and warm each: the lowest val within 115 s of launch
 cold: empty caches (a fresh TORCHINDUCTOR_CACHE_DIR, TRITON_CACHE_DIR and PYTHONPYCACHEPREFIX for the run: compiled
 kernels, and Python's bytecode, which a pip install writes but some machine images lack); warm: the caches that the
 same program's first cold run filled (the environment's, when caches has no cold). Seconds are this script's clock
 from the launch of each process: imports included.
 """
 import atexit
+import math
 import os
 import re
 import shlex
@@ -32,18 +38,19 @@ from configurator import configure
 
 # -----------------------------------------------------------------------------
 nanogpt = ''  # a checkout of karpathy/nanoGPT, run beside ours ('' = our figures only)
-only = 'step,fast,default'  # which figures, comma-separated
-seeds = 3  # runs of the fast config, cold and warm each
+only = 'step,fast,default,baby,best'  # which figures, comma-separated
+seeds = 3  # runs of the fast and best configs, cold and warm each
 target = 1.47  # the val loss the fast figures time
-caches = 'cold,warm'  # the runs of the fast and default figures: with empty compile caches, then with warm ones
-args = ''  # more train.py overrides for our fast and default runs (a quick check: '--max_iters=20'); the figures
-# of the docs use none
+caches = 'cold,warm'  # the runs of the fast, default and best figures: with empty compile caches, then with warm ones
+args = ''  # more train.py overrides for our runs (a quick check: '--max_iters=20'); the figures of the docs use none
+bench_args = ''  # more bench.py overrides for the baby part's benchmarks (a quick check: '--steps=2'); likewise
 # -----------------------------------------------------------------------------
 configure(globals())
 parts = set(only.split(','))
 states = caches.split(',')
-if not parts <= {'step', 'fast', 'default'} or not set(states) <= {'cold', 'warm'}:
-    sys.exit(f"error: only takes step, fast and default, and caches cold and warm; got '{only}' and '{caches}'")
+if not parts <= {'step', 'fast', 'default', 'baby', 'best'} or not set(states) <= {'cold', 'warm'}:
+    sys.exit(f"error: only takes step, fast, default, baby and best, and caches cold and warm; got '{only}' and "
+             f"'{caches}'")
 if nanogpt and not os.path.isfile(os.path.join(nanogpt, 'bench.py')):
     sys.exit(f"error: --nanogpt={nanogpt} holds no bench.py: give a checkout of karpathy/nanoGPT")
 GPT2 = ['--n_layer=12', '--n_head=12', '--n_embd=768', '--block_size=1024', '--vocab_size=50304', '--bias=False',
@@ -76,7 +83,7 @@ def run(args, cwd='.', cache=None, until=None):
     return lines, time.time() - t0
 
 
-made = []  # every empty compile cache given to a cold run (removed at exit)
+made = []  # the folders made here, removed at exit: each cold run's empty compile caches, the baby out_dir
 atexit.register(lambda: [shutil.rmtree(cache, ignore_errors=True) for cache in made])
 filled = {}  # program -> the caches its first cold run filled: its warm runs read them
 
@@ -100,18 +107,37 @@ def row(*cells):
     print('figure | ' + ' | '.join(cells), flush=True)
 
 
-def train(train_args, cache, until=None):
-    """Our train.py with train_args (and --args) into a fresh out_dir, removed after: run()'s lines and seconds."""
-    out = tempfile.mkdtemp(prefix='figures-out-')
+def train(train_args, cache, until=None, out=None):
+    """Our train.py with train_args (and --args): run()'s lines and seconds. out: its out_dir (None: a fresh one,
+    removed after)."""
+    out_dir = out or tempfile.mkdtemp(prefix='figures-out-')
     try:
-        return run(['train.py', *train_args, f'--out_dir={out}', *shlex.split(args)], cache=cache, until=until)
+        return run(['train.py', *train_args, f'--out_dir={out_dir}', *shlex.split(args)], cache=cache, until=until)
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        if out is None:
+            shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def bench(bench_argv):
+    """Our bench.py with bench_argv (and --bench_args): its output lines."""
+    return run(['bench.py', *bench_argv, *shlex.split(bench_args)])[0]
+
+
+def last(lines, pattern):
+    """The groups of pattern's last match in lines (strings), or exit saying which line is missing."""
+    found = [m.groups() for _, line in lines for m in [re.search(pattern, line)] if m]
+    if not found:
+        print('\n'.join(line for _, line in lines[-10:]))
+        sys.exit(f"error: no line matching {pattern!r} in the output above")
+    return found[-1]
 
 
 def spread(values, fmt):
     return fmt.format(values[0]) if len(values) == 1 else \
         f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+OURS_VAL = r'^eval +(\d+) \| train [\d.]+ \| val ([\d.]+)'  # our train.py's eval lines: iter, val
 
 
 print(f"figures | {' '.join(sys.argv[1:])}", flush=True)
@@ -132,7 +158,7 @@ if 'step' in parts:
         row(f"Muon's share of our default step, batch {batch}", '-', f"{ours - adamw:.2f} ms",
             f"{100 * (ours - adamw) / ours:.2f}%")
 
-if parts & {'fast', 'default'}:
+if parts & {'fast', 'default', 'baby', 'best'}:
     run(['data/shakespeare_char/prepare.py'])
 
 if 'fast' in parts:
@@ -141,7 +167,6 @@ if 'fast' in parts:
     def reached(pattern):
         return lambda line: any(v <= target for *_, v in numbers([(0, line)], pattern))
     nano_val = r'step (\d+): train loss [\d.]+, val loss ([\d.]+)'
-    ours_val = r'^eval +(\d+) \| train [\d.]+ \| val ([\d.]+)'
     if nanogpt:
         here, there = 'data/shakespeare_char/input.txt', os.path.join(nanogpt, 'data/shakespeare_char/input.txt')
         if os.path.exists(here) and not os.path.exists(there):
@@ -163,8 +188,8 @@ if 'fast' in parts:
         seconds, vals = [], []
         for seed in range(1, seeds + 1):
             lines, _ = train(['config/shakespeare_char_fast.py', f'--seed={seed}'], caches_for('fast', state),
-                             until=reached(ours_val))
-            evals = numbers(lines, ours_val)  # (seconds, iter, val)
+                             until=reached(OURS_VAL))
+            evals = numbers(lines, OURS_VAL)  # (seconds, iter, val)
             hits = [(t, v) for t, _, v in evals if v <= target]
             seconds.append(hits[0][0] if hits else float('inf'))
             vals.append(hits[0][1] if hits else min((v for *_, v in evals), default=float('nan')))  # else its best
@@ -175,6 +200,40 @@ if 'fast' in parts:
         row(f"fast config: launch to val <= {target}, {state}, seeds 1-{seeds} "
             f"({', '.join(f'{s:.1f}' for s in seconds)} s)", f"{theirs:.1f} s" if theirs else '-', ours,
             f"{theirs / statistics.mean(seconds):.2f}x" if theirs and not missed else '-')
+
+if 'baby' in parts:
+    baby = 'config/train_shakespeare_char.py'
+    out = tempfile.mkdtemp(prefix='figures-out-')
+    made.append(out)
+    lines, seconds = train([baby], None, out=out)  # the environment's compile caches
+    t, it, v = min(numbers(lines, OURS_VAL), key=lambda e: e[2])
+    iters = numbers(lines, r'^done (\d+) iters')[-1][1]
+    row(f"nanoGPT's baby GPT (`{baby}`) in our train.py, {iters:.0f} iters", '-',
+        f"best val {v:.4f} at iter {it:.0f}, {t:.1f} s from launch", f"{seconds:.1f} s launch to done")
+    ms, tok_s, mfu = last(bench([baby]), r'^train \|.* \| ([\d.]+) ms/iter \| ([\d,]+) tok/s \| mfu ([\d.]+%|n/a)')
+    row("its training step (bench.py)", '-', f"{ms} ms/iter, {tok_s} tok/s", f"MFU {mfu}")
+    batching, kv = last(bench([baby, '--bench=sample', f'--out_dir={out}']), r'^sample \|.* batching ([\d.]+)x .*'
+                        r'\| KV cache ([\d.]+)x')
+    row("sampling from its checkpoint (bench.py --bench=sample)", '-', f"batching {batching}x, KV cache {kv}x", '-')
+    lines = bench([baby, '--bench=int8', f'--out_dir={out}'])
+    smaller, = last(lines, r'^int8 \|.* \(([\d.]+)x smaller\)')
+    nats, = last(lines, r'^int8 \| val loss .* \(([-+][\d.]+) nats\)')
+    speed, = last(lines, r'^int8 \| sample .* \(([\d.]+)x\)$')
+    row("int8 weights of its checkpoint (bench.py --bench=int8)", '-', f"state dict {smaller}x smaller, val loss "
+        f"{nats} nats", f"sampling {speed}x float's tokens/s")
+
+if 'best' in parts:
+    for state in states:
+        times, vals = [], []
+        for seed in range(1, seeds + 1):
+            lines, _ = train(['config/shakespeare_char_best.py', f'--seed={seed}'], caches_for('best', state))
+            evals = [(t, v) for t, _, v in numbers(lines, OURS_VAL) if t <= 115]
+            t, v = min(evals, key=lambda e: e[1], default=(float('nan'), float('nan')))
+            times.append(t)
+            vals.append(v)
+        row(f"best config: lowest val within 115 s of launch, {state}, seeds 1-{seeds} "
+            f"({', '.join(f'{v:.4f}' for v in vals)})", '-', f"{spread(vals, '{:.4f}')} at {spread(times, '{:.1f}')} s",
+            "no eval within 115 s" if any(math.isnan(v) for v in vals) else '-')
 
 if 'default' in parts:
     for state in states:

@@ -189,3 +189,28 @@ def test_bench_newton_schulz_times_each_set_of_coefficients_on_the_models_muon_s
     ranges = {line[0]: (float(line[5]), float(line[6])) for line in lines}
     assert 0.5 < ranges['jordan'][0] and ranges['jordan'][1] <= 1.21
     assert 0.84 <= ranges['polar_express'][0] and ranges['polar_express'][1] <= 1.15
+
+def test_figures_py_baby_and_best_rows_hold_their_runs_numbers(char_data):
+    """figures.py --only=baby,best (the Results table's other GPU rows) on the CPU, tiny: our train.py on nanoGPT's baby
+    GPT config writes a checkpoint, and bench.py's step, sampling and int8 rows are of it; the best config's row holds
+    its lowest val; every row's numbers are the ones the runs printed."""
+    model = '--n_layer=1 --n_head=2 --n_embd=32 --block_size=16 --batch_size=4 --device=cpu --compile=False'
+    p = run('figures.py', '--only=baby,best', '--seeds=1', '--caches=warm',
+            f'--args=--data_dir={char_data} {model} --max_iters=4 --lr_decay_iters=4 --warmup_iters=1 '
+            '--eval_interval=2 --eval_iters=1',
+            f'--bench_args=--data_dir={char_data} {model} --steps=1 --warmup_steps=0 --num_samples=2 '
+            '--max_new_tokens=4 --eval_iters=1 --int8_rounds=1')
+    rows = dict(re.findall(r'^\| (.+?) \| - \| (.+) \|$', p.stdout, re.M))
+    baby = re.fullmatch(r'best val ([\d.]+) at iter (\d+), ([\d.]+) s from launch \| ([\d.]+) s launch to done',
+                        rows["nanoGPT's baby GPT (`config/train_shakespeare_char.py`) in our train.py, 4 iters"])
+    assert baby and 1 < float(baby[1]) < 4.17 and baby[2] in ('2', '4') and float(baby[3]) < float(baby[4])
+    step = re.fullmatch(r'([\d.]+) ms/iter, ([\d,]+) tok/s \| MFU n/a', rows['its training step (bench.py)'])
+    assert step and float(step[1]) == pytest.approx(4 * 16 * 1000 / float(step[2].replace(',', '')), rel=0.01)
+    assert re.fullmatch(r'batching [\d.]+x, KV cache [\d.]+x \| -',
+                        rows['sampling from its checkpoint (bench.py --bench=sample)'])
+    int8 = re.fullmatch(r'state dict ([\d.]+)x smaller, val loss ([-+][\d.]+) nats \| sampling [\d.]+x float.s tokens/s',
+                        rows['int8 weights of its checkpoint (bench.py --bench=int8)'])
+    assert int8 and float(int8[1]) > 1 and abs(float(int8[2])) < 0.05
+    best = [(k, v) for k, v in rows.items() if k.startswith('best config: lowest val within 115 s of launch, warm')]
+    assert len(best) == 1 and re.fullmatch(r'best config: .*seeds 1-1 \(([\d.]+)\)', best[0][0])[1] == \
+        re.fullmatch(r'([\d.]+) at [\d.]+ s \| -', best[0][1])[1]
