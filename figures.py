@@ -43,7 +43,7 @@ seeds = 3  # runs of the fast and best configs, cold and warm each
 target = 1.47  # the val loss the fast figures time
 caches = 'cold,warm'  # the runs of the fast, default and best figures: with empty compile caches, then with warm ones
 args = ''  # more train.py overrides for our runs (a quick check: '--max_iters=20'); the figures of the docs use none
-bench_args = ''  # more bench.py overrides for the baby part's benchmarks (a quick check: '--steps=2'); likewise
+bench_args = ''  # more bench.py overrides for the step and baby parts (a quick check: '--steps=2'); likewise
 # -----------------------------------------------------------------------------
 configure(globals())
 parts = set(only.split(','))
@@ -150,7 +150,7 @@ if 'step' in parts:
         if nanogpt:
             lines, _ = run(['bench.py', '--real_data=False', '--compile=True', f'--batch_size={batch}'], cwd=nanogpt)
             nano = numbers(lines, r'time per iteration: ([\d.]+)ms')[-1][1]
-        lines, _ = run(['bench.py', *GPT2, f'--batch_size={batch}', '--compare=--optim=adamw'])
+        lines = bench([*GPT2, f'--batch_size={batch}', '--compare=--optim=adamw'])
         ours, adamw = (ms for _, ms in numbers(lines, r'^train \|.* \| ([\d.]+) ms/iter')[-2:])  # A, then B
         for name, ms in (('our defaults (Muon)', ours), ("optim='adamw'", adamw)):
             row(f"GPT-2 124M step, batch {batch} x 1024, {name}", f"{nano:.2f} ms" if nano else '-', f"{ms:.2f} ms",

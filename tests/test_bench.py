@@ -214,3 +214,27 @@ def test_figures_py_baby_and_best_rows_hold_their_runs_numbers(char_data):
     best = [(k, v) for k, v in rows.items() if k.startswith('best config: lowest val within 115 s of launch, warm')]
     assert len(best) == 1 and re.fullmatch(r'best config: .*seeds 1-1 \(([\d.]+)\)', best[0][0])[1] == \
         re.fullmatch(r'([\d.]+) at [\d.]+ s \| -', best[0][1])[1]
+
+
+def test_figures_py_step_rows_are_the_ratios_of_the_times_printed(tmp_path):
+    """figures.py --only=step with a stand-in nanoGPT whose bench.py prints 20 ms an iteration (its last line) and a
+    tiny model of ours on the CPU: for batch 12 and 32, each ratio is nanoGPT's ms over ours, and Muon's share is
+    (Muon's ms - AdamW's) / Muon's, to the digits printed."""
+    nano = tmp_path / 'nanoGPT'
+    nano.mkdir()
+    (nano / 'bench.py').write_text("print('time per iteration: 30.0000ms')\nprint('time per iteration: 20.0000ms')\n")
+    p = run('figures.py', '--only=step', f'--nanogpt={nano}',
+            '--bench_args=--device=cpu --n_layer=1 --n_head=2 --n_embd=32 --block_size=16 --vocab_size=65 --steps=1 '
+            '--warmup_steps=0 --compare_rounds=1')
+    for batch in (12, 32):
+        ms = {}
+        for name in ('our defaults (Muon)', "optim='adamw'"):
+            m = re.search(rf"^\| GPT-2 124M step, batch {batch} x 1024, {re.escape(name)} \| 20.00 ms \| ([\d.]+) ms "
+                          rf"\| ([\d.]+)x \|$", p.stdout, re.M)
+            ms[name] = float(m[1])
+            assert float(m[2]) == pytest.approx(20 / ms[name], rel=0.005 / ms[name], abs=0.0005)
+        muon, adamw = ms.values()
+        m = re.search(rf"^\| Muon's share of our default step, batch {batch} \| - \| (-?[\d.]+) ms \| (-?[\d.]+)% \|$",
+                      p.stdout, re.M)
+        assert float(m[1]) == pytest.approx(muon - adamw, abs=0.0101)
+        assert float(m[2]) == pytest.approx(100 * (muon - adamw) / muon, abs=0.005 + 100 * 0.01 / muon)
