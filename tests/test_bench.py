@@ -224,8 +224,8 @@ def test_figures_py_step_rows_are_the_ratios_of_the_times_printed(tmp_path):
     nano.mkdir()
     (nano / 'bench.py').write_text("print('time per iteration: 30.0000ms')\nprint('time per iteration: 20.0000ms')\n")
     p = run('figures.py', '--only=step', f'--nanogpt={nano}',
-            '--bench_args=--device=cpu --n_layer=1 --n_head=2 --n_embd=32 --block_size=16 --vocab_size=65 --steps=1 '
-            '--warmup_steps=0 --compare_rounds=1')
+            f'--bench_args=--data_dir={tmp_path} --device=cpu --n_layer=1 --n_head=2 --n_embd=32 --block_size=16 '
+            '--vocab_size=65 --steps=1 --warmup_steps=0 --compare_rounds=1')  # no dataset there: its vocabulary is 65
     for batch in (12, 32):
         ms = {}
         for name in ('our defaults (Muon)', "optim='adamw'"):
