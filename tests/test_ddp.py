@@ -132,7 +132,8 @@ def test_four_processes_train_the_same_curve_as_one(tmp_path, char_data):
     assert lines
     for tok_s, mfu, ms in lines:
         tok_s = float(tok_s.replace(',', ''))
-        assert 128 / (float(ms) + 0.05) <= tok_s / 1000 <= 128 / (float(ms) - 0.05)  # ms/iter is printed to 0.1
+        # ms/iter is printed to 0.1, tok/s to 1 (a clean-clone run printed 36.5 ms and 3,502 tok/s: 3,502.05 at 36.55)
+        assert 128 / (float(ms) + 0.05) <= (tok_s + 0.5) / 1000 and (tok_s - 0.5) / 1000 <= 128 / (float(ms) - 0.05)
         assert float(mfu) == pytest.approx(100 * flops * tok_s / 4 / 1e10, abs=0.06)
 
 
