@@ -98,8 +98,22 @@ def caches_for(program, state):
     return made[-1]
 
 
+def matches(lines, pattern):
+    """(seconds, groups) of each of run()'s lines that pattern matches."""
+    return [(t, m.groups()) for t, line in lines for m in [re.search(pattern, line)] if m]
+
+
 def numbers(lines, pattern):
-    return [(t, *map(float, m.groups())) for t, line in lines for m in [re.search(pattern, line)] if m]
+    return [(t, *map(float, groups)) for t, groups in matches(lines, pattern)]
+
+
+def last(lines, pattern):
+    """The groups (strings, as printed) of pattern's last match in lines, or exit showing the output that lacks it."""
+    found = matches(lines, pattern)
+    if not found:
+        print('\n'.join(line for _, line in lines[-10:]))
+        sys.exit(f"error: no line matching {pattern!r} in the output above")
+    return found[-1][1]
 
 
 def row(*cells):
@@ -123,15 +137,6 @@ def bench(bench_argv):
     return run(['bench.py', *bench_argv, *shlex.split(bench_args)])[0]
 
 
-def last(lines, pattern):
-    """The groups of pattern's last match in lines (strings), or exit saying which line is missing."""
-    found = [m.groups() for _, line in lines for m in [re.search(pattern, line)] if m]
-    if not found:
-        print('\n'.join(line for _, line in lines[-10:]))
-        sys.exit(f"error: no line matching {pattern!r} in the output above")
-    return found[-1]
-
-
 def spread(values, fmt):
     return fmt.format(values[0]) if len(values) == 1 else \
         f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
@@ -149,7 +154,7 @@ if 'step' in parts:
         nano = None
         if nanogpt:
             lines, _ = run(['bench.py', '--real_data=False', '--compile=True', f'--batch_size={batch}'], cwd=nanogpt)
-            nano = numbers(lines, r'time per iteration: ([\d.]+)ms')[-1][1]
+            nano = float(last(lines, r'time per iteration: ([\d.]+)ms')[0])
         lines = bench([*GPT2, f'--batch_size={batch}', '--compare=--optim=adamw'])
         ours, adamw = (ms for _, ms in numbers(lines, r'^train \|.* \| ([\d.]+) ms/iter')[-2:])  # A, then B
         for name, ms in (('our defaults (Muon)', ours), ("optim='adamw'", adamw)):
@@ -207,8 +212,8 @@ if 'baby' in parts:
     made.append(out)
     lines, seconds = train([baby], None, out=out)  # the environment's compile caches
     t, it, v = min(numbers(lines, OURS_VAL), key=lambda e: e[2])
-    iters = numbers(lines, r'^done (\d+) iters')[-1][1]
-    row(f"nanoGPT's baby GPT (`{baby}`) in our train.py, {iters:.0f} iters", '-',
+    iters, = last(lines, r'^done (\d+) iters')
+    row(f"nanoGPT's baby GPT (`{baby}`) in our train.py, {iters} iters", '-',
         f"best val {v:.4f} at iter {it:.0f}, {t:.1f} s from launch", f"{seconds:.1f} s launch to done")
     ms, tok_s, mfu = last(bench([baby]), r'^train \|.* \| ([\d.]+) ms/iter \| ([\d,]+) tok/s \| mfu ([\d.]+%|n/a)')
     row("its training step (bench.py)", '-', f"{ms} ms/iter, {tok_s} tok/s", f"MFU {mfu}")
@@ -238,10 +243,10 @@ if 'best' in parts:
 if 'default' in parts:
     for state in states:
         lines, seconds = train([], caches_for('default', state))
-        ms = numbers(lines, r'([\d.]+) ms/iter')[-1][1]
-        best = numbers(lines, r'^done \d+ iters \| best val ([\d.]+)')[-1][1]
-        row(f"`python train.py` (default config), {state}", '-', f"{seconds:.1f} s launch to done, {ms:.1f} ms/iter",
-            f"best val {best:.4f}")
+        ms, = last(lines, r'([\d.]+) ms/iter')
+        best, = last(lines, r'^done \d+ iters \| best val ([\d.]+)')
+        row(f"`python train.py` (default config), {state}", '-', f"{seconds:.1f} s launch to done, "
+            f"{float(ms):.1f} ms/iter", f"best val {float(best):.4f}")
 print("\n| figure | nanoGPT | ours | ratio / note |\n| --- | --- | --- | --- |")
 for cells in rows:
     print('| ' + ' | '.join(cells) + ' |')
