@@ -190,6 +190,7 @@ def test_bench_newton_schulz_times_each_set_of_coefficients_on_the_models_muon_s
     assert 0.5 < ranges['jordan'][0] and ranges['jordan'][1] <= 1.21
     assert 0.84 <= ranges['polar_express'][0] and ranges['polar_express'][1] <= 1.15
 
+
 def test_figures_py_baby_and_best_rows_hold_their_runs_numbers(char_data):
     """figures.py --only=baby,best (the Results table's other GPU rows) on the CPU, tiny: our train.py on nanoGPT's baby
     GPT config writes a checkpoint, and bench.py's step, sampling and int8 rows are of it; the best config's row holds
