@@ -57,6 +57,7 @@ import hf
 from common import compile_model, compile_on, device_setup, find_checkpoint, load_checkpoint, or_exit, peak_flops
 from configurator import ConfigError, configure, parse_config, read_settings
 from data.common import dataset_vocab_size, prepared_meta
+from fp8 import use_float8_head
 from model import GPT, GPTConfig, model_config, quantize_int8
 from optim import NEWTON_SCHULZ, OPTIMIZERS, by_shape, configure_muon, key_error, newton_schulz, ns_form
 
@@ -67,7 +68,7 @@ bench = 'train'  # 'train', 'sample', 'int8' or 'newton_schulz'
 # None: the dataset's (see above). Every GPTConfig field is one of them.
 TRAIN = read_settings(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'train.py'))
 globals().update({k: TRAIN[k] for k in ('data_dir', 'dataset', 'batch_size', 'block_size', 'optim', 'muon_ns', 'seed',
-                                        'device', 'dtype', 'compile', 'compile_mode', 'device_peak_flops',
+                                        'device', 'dtype', 'compile', 'compile_mode', 'fp8_head', 'device_peak_flops',
                                         *(f.name for f in fields(GPTConfig)))})
 # train
 learning_rate = 1e-3  # the optimizer's (timing does not depend on it)
@@ -136,6 +137,8 @@ def build(s):
                      f"(python data/{s['dataset']}/prepare.py) or pass --vocab_size=N")
         args = or_exit(model_config, s, dataset_vocab or s['vocab_size'], f"dataset '{s['dataset']}'")
         model = GPT(GPTConfig(**args))
+        if s['fp8_head']:
+            or_exit(use_float8_head, model)
         source = f"random init, vocabulary from {source}" if s['vocab_size'] is None else "random init"
     print(f"model: {model.config} ({source})")
     return model.to(system.device), system, source

@@ -437,6 +437,12 @@ class Block(nn.Module):
         return x
 
 
+def head_loss(lm_head, x, targets):
+    """The output layer and the mean cross-entropy over the targets (-1: left out): logits (B, T, V) and the loss."""
+    logits = lm_head(x)
+    return logits, F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
+
+
 class GPT(nn.Module):
     def __init__(self, config):
         super().__init__()
@@ -449,6 +455,7 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
         self.ln_f = NORMS[config.norm](C, config.bias)
         self.lm_head = nn.Linear(C, config.vocab_size, bias=False)
+        self.head_loss = head_loss  # the output layer and the loss (fp8.use_float8_head swaps in its float8 one)
         if config.tie_weights:
             self.wte.weight = self.lm_head.weight  # weight tying (Press & Wolf 2017)
         # rotary position angles (RoPE, Su et al. 2021), passed down to every attention layer; None for the others
@@ -497,11 +504,10 @@ class GPT(nn.Module):
         B, T = idx.size()
         if T > self.config.block_size:
             raise ValueError(f"sequence of length {T} is longer than block_size={self.config.block_size}")
-        logits = self.lm_head(self.trunk(idx, Positions(self.rope_at(torch.arange(T, device=idx.device)))))
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1), ignore_index=-1)
-        return logits, loss
+        x = self.trunk(idx, Positions(self.rope_at(torch.arange(T, device=idx.device))))  # (B, T, C)
+        if targets is None:
+            return self.lm_head(x), None
+        return self.head_loss(self.lm_head, x, targets)
 
     def trunk(self, idx, pos):
         """Embeddings, blocks and the final norm: (B, T) ids -> (B, T, C)."""

@@ -42,6 +42,7 @@ from model import GPT, GPTConfig, clean_state_dict, eval_sums, model_config
 from optim import EMA, OPTIMIZERS, key_error, lr_at
 from parallel import agree, full_tensor, load_optimizer_state, model_state, optimizer_state, shard, split_batch
 from dataflow import param_norms, trace_model
+from fp8 import use_float8_head
 
 _t_imports = time.time()  # the startup line splits launch -> first step into imports, setup, eval and the first step
 
@@ -106,6 +107,7 @@ cuda_graph = None  # the whole training step (forward, backward, clip, optimizer
 compile_mode = 'default'  # torch.compile's mode: 'max-autotune' tries more kernels (slower compile), 'reduce-overhead'
 # replays CUDA graphs (fewer launches), 'max-autotune-no-cudagraphs'; or 'cudagraphs': PyTorch's own kernels as CUDA
 # graphs, no inductor (compiles in ~1 s); the same maths in every mode
+fp8_head = False  # the output layer's products in float8 (fp8.py): for GPUs with float8 matmuls (H100)
 backend = 'nccl'  # torch.distributed backend on CUDA ('gloo' is used on CPU)
 parallel = 'ddp'  # several processes: 'ddp' (each holds the whole model) or 'fsdp' (FSDP2: each holds a shard of
 # every weight, gradient and optimizer state: models past one GPU's memory); one process: no effect
@@ -258,6 +260,8 @@ model = GPT(GPTConfig(**model_args))  # the GPT itself, always: its weights, con
 if weights is not None:
     model.load_state_dict(weights['model'])
     weights = None  # free memory
+if fp8_head:
+    or_exit(use_float8_head, model)
 compile = compile_on(compile, device_type, model.flops_per_token() * tokens_per_iter * max_iters)  # None: on CUDA
 # for a run long enough to win back compiling (common.COMPILE_FLOPS)
 graph_unfit = [why for why, bad in (  # what keeps the training step from being one CUDA graph
