@@ -6,6 +6,8 @@ The plain path (model.head_loss) is what runs without it; tests/test_speed.py ho
 """
 import torch
 
+from model import head_loss
+
 
 def to_float8(t, dtype):
     """t ~ t8 * scale: t8 in a float8 dtype, scaled so that its largest magnitude is the format's largest."""
@@ -45,7 +47,10 @@ class Float8HeadLoss(torch.autograd.Function):
 
 
 def float8_head_loss(lm_head, x, targets):
-    """model.head_loss's signature: x (B, T, C), targets (B, T) -> logits (B, T, V), loss."""
+    """model.head_loss's signature: x (B, T, C), targets (B, T) -> logits (B, T, V), loss. Without autograd (evals) it
+    is model.head_loss itself: a val loss does not depend on a speed option."""
+    if not torch.is_grad_enabled():
+        return head_loss(lm_head, x, targets)
     logits, loss = Float8HeadLoss.apply(x.flatten(0, 1), lm_head.weight, targets.flatten())
     return logits.view(*x.shape[:-1], -1), loss
 

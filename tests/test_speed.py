@@ -189,6 +189,13 @@ def test_fp8_head_gives_the_plain_loss_and_gradients_within_float8s_error():
         assert torch.linalg.norm(g8 - g) / torch.linalg.norm(g) < 0.08, name
 
 
+def test_fp8_head_evaluates_with_the_plain_layer():
+    """Evals (no autograd) see the plain output layer: a val loss does not depend on fp8_head."""
+    plain, fp8, X, Y = fp8_pair()
+    with torch.no_grad(), torch.autocast('cpu', torch.bfloat16):
+        assert torch.equal(plain(X, Y)[1], fp8(X, Y)[1])
+
+
 def test_fp8_heads_gradient_scale_follows_the_loss_scale():
     """The e5m2 gradient's scale comes from d loss (and the targets' probabilities), so a loss multiplied by 2^16 (as
     float16's GradScaler does) or by 2^-20 gives the same gradients times that factor: nothing overflows to inf or
