@@ -8,8 +8,9 @@ one part or two at a time).
     python figures.py --only=default --seeds=1        # some of the figures, ours only
 
 step     the GPT-2 124M training step (bench.py: random tokens, bf16, compiled), batch 12 and 32 x 1024: nanoGPT's
-         (AdamW), ours with our defaults (Muon) and with optim='adamw' (bench.py --compare, one process); tokens/s
-         against nanoGPT's, and Muon's share of our default step
+         (AdamW), ours with our defaults (Muon) and with optim='adamw' (bench.py --compare, one process), then both
+         again with the opt-in float8 output layer (fp8_head=True); tokens/s against nanoGPT's, and Muon's share of
+         our default step
 fast     seconds from launch to the first val <= 1.47 on char-level tiny shakespeare: nanoGPT's baby GPT
          (config/train_shakespeare_char.py) and config/shakespeare_char_fast.py for seeds 1..seeds, cold and warm each
 default  `python train.py`, the default config: launch to done, ms/iter at the end, best val; cold, then warm
@@ -157,13 +158,15 @@ if 'step' in parts:
         if nanogpt:
             lines, _ = run(['bench.py', '--real_data=False', '--compile=True', f'--batch_size={batch}'], cwd=nanogpt)
             nano = float(last(lines, r'time per iteration: ([\d.]+)ms')[0])
-        lines = bench([*GPT2, f'--batch_size={batch}', '--compare=--optim=adamw'])
-        ours, adamw = (ms for _, ms in numbers(lines, r'^train \|.* \| ([\d.]+) ms/iter')[-2:])  # A, then B
-        for name, ms in (('our defaults (Muon)', ours), ("optim='adamw'", adamw)):
-            row(f"GPT-2 124M step, batch {batch} x 1024, {name}", f"{nano:.2f} ms" if nano else '-', f"{ms:.2f} ms",
-                f"{nano / ms:.3f}x" if nano else '-')
-        row(f"Muon's share of our default step, batch {batch}", '-', f"{ours - adamw:.2f} ms",
-            f"{100 * (ours - adamw) / ours:.2f}%")
+        for fp8, also in (([], ''), (['--fp8_head=True'], ', fp8_head=True')):  # as shipped, then the opt-in fp8 head
+            lines = bench([*GPT2, f'--batch_size={batch}', *fp8, '--compare=--optim=adamw'])
+            ours, adamw = (ms for _, ms in numbers(lines, r'^train \|.* \| ([\d.]+) ms/iter')[-2:])  # A, then B
+            for name, ms in ((f'our defaults (Muon){also}', ours), (f"optim='adamw'{also}", adamw)):
+                row(f"GPT-2 124M step, batch {batch} x 1024, {name}", f"{nano:.2f} ms" if nano else '-',
+                    f"{ms:.2f} ms", f"{nano / ms:.3f}x" if nano else '-')
+            if not fp8:
+                row(f"Muon's share of our default step, batch {batch}", '-', f"{ours - adamw:.2f} ms",
+                    f"{100 * (ours - adamw) / ours:.2f}%")
 
 if parts & {'fast', 'default', 'baby', 'best'}:
     run(['data/shakespeare_char/prepare.py'])
