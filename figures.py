@@ -1,8 +1,8 @@
 """
 Re-measure, on this machine, the GPU figures that docs/benchmarks.md states in its "As shipped" table and in its
 Results table, nanoGPT's beside ours in the same run where a figure compares, and print that table. One GPU; on an
-H100 --only=step takes about 3 minutes and --only=fast,default about 6 (a machine that allows 10 minutes a command:
-one part or two at a time).
+H100 --only=step took 91 s, --only=fast,default 225 s, --only=baby 139 s and --only=best --seeds=1 110 s (on a
+machine that had run before; a machine that allows 10 minutes a command: one part or two at a time).
 
     python figures.py --nanogpt=../nanoGPT            # a checkout of karpathy/nanoGPT: its bench.py and baby GPT
     python figures.py --only=default --seeds=1        # some of the figures, ours only
