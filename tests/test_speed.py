@@ -99,8 +99,9 @@ def muon_weights(compiled, steps=3):
 
 
 def test_compiled_muon_update_equals_the_eager_one():
-    """train.py compiles each matrix shape's whole Muon update (momentum, Newton-Schulz, the weight update; lr and weight
-    decay then go in as 0-d tensors) along with the model: the same weights, and one graph per shape for any lr."""
+    """train.py compiles each matrix shape's whole Muon update (momentum, Newton-Schulz, the weight update; lr and
+    weight decay then go in as 0-d tensors) along with the model: the same weights, and one graph per shape for any
+    lr."""
     from torch._dynamo.utils import counters
     counters.clear()
     try:
