@@ -219,22 +219,23 @@ def test_figures_py_baby_and_best_rows_hold_their_runs_numbers(char_data):
 
 def test_figures_py_step_rows_are_the_ratios_of_the_times_printed(tmp_path):
     """figures.py --only=step with a stand-in nanoGPT whose bench.py prints 20 ms an iteration (its last line) and a
-    tiny model of ours on the CPU: for batch 12 and 32, each ratio is nanoGPT's ms over ours, and Muon's share is
-    (Muon's ms - AdamW's) / Muon's, to the digits printed."""
+    tiny model of ours on the CPU: for batch 12 and 32, each ratio is nanoGPT's ms over ours (with and without the
+    float8 head), and Muon's share is (Muon's ms - AdamW's) / Muon's, to the digits printed."""
     nano = tmp_path / 'nanoGPT'
     nano.mkdir()
     (nano / 'bench.py').write_text("print('time per iteration: 30.0000ms')\nprint('time per iteration: 20.0000ms')\n")
     p = run('figures.py', '--only=step', f'--nanogpt={nano}',
             f'--bench_args=--data_dir={tmp_path} --device=cpu --n_layer=1 --n_head=2 --n_embd=32 --block_size=16 '
-            '--vocab_size=65 --steps=1 --warmup_steps=0 --compare_rounds=1')  # no dataset there: its vocabulary is 65
+            '--vocab_size=80 --steps=1 --warmup_steps=0 --compare_rounds=1')  # no dataset there; 80: float8 takes x16
     for batch in (12, 32):
         ms = {}
-        for name in ('our defaults (Muon)', "optim='adamw'"):
+        for name in ('our defaults (Muon), fp8_head=True', "optim='adamw', fp8_head=True",
+                     'our defaults (Muon)', "optim='adamw'"):  # the plain two last: Muon's share is theirs
             m = re.search(rf"^\| GPT-2 124M step, batch {batch} x 1024, {re.escape(name)} \| 20.00 ms \| ([\d.]+) ms "
                           rf"\| ([\d.]+)x \|$", p.stdout, re.M)
             ms[name] = float(m[1])
             assert float(m[2]) == pytest.approx(20 / ms[name], rel=0.005 / ms[name], abs=0.0005)
-        muon, adamw = ms.values()
+        muon, adamw = list(ms.values())[2:]
         m = re.search(rf"^\| Muon's share of our default step, batch {batch} \| - \| (-?[\d.]+) ms \| (-?[\d.]+)% \|$",
                       p.stdout, re.M)
         assert float(m[1]) == pytest.approx(muon - adamw, abs=0.0101)
