@@ -138,7 +138,7 @@ def build(s):
         args = or_exit(model_config, s, dataset_vocab or s['vocab_size'], f"dataset '{s['dataset']}'")
         model = GPT(GPTConfig(**args))
         if s['fp8_head']:
-            or_exit(use_float8_head, model)
+            or_exit(use_float8_head, model, system.device)
         source = f"random init, vocabulary from {source}" if s['vocab_size'] is None else "random init"
     print(f"model: {model.config} ({source})")
     return model.to(system.device), system, source

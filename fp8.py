@@ -55,9 +55,17 @@ def float8_head_loss(lm_head, x, targets):
     return logits.view(*x.shape[:-1], -1), loss
 
 
-def use_float8_head(model):
-    """Train model's output layer in float8 from now on (in place; returns the model). A ValueError says what it needs:
-    float8 matmuls take sizes divisible by 16."""
+def use_float8_head(model, device='cpu'):
+    """Train model's output layer in float8 from now on, on device (in place; returns the model). A ValueError says
+    what it needs: float8 matmuls (a CUDA GPU of compute capability 8.9 or more; a CPU runs them, slowly), sizes
+    divisible by 16."""
+    device = torch.device(device)
+    if device.type == 'cuda' and torch.cuda.get_device_capability(device) < (8, 9):
+        raise ValueError(f"fp8_head needs float8 matmuls, which {torch.cuda.get_device_name(device)} (compute "
+                         f"capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}) lacks: they "
+                         f"start at 8.9 (L4, RTX 4090, H100); train without it")
+    if device.type not in ('cuda', 'cpu'):
+        raise ValueError(f"fp8_head runs on CUDA GPUs (and, slowly, on CPUs), not on {device.type}; train without it")
     C, V = model.config.n_embd, model.config.vocab_size
     if C % 16 or V % 16:
         raise ValueError(f"fp8_head needs n_embd and vocab_size divisible by 16 (float8 matmuls), got {C} and {V} "

@@ -261,7 +261,7 @@ if weights is not None:
     model.load_state_dict(weights['model'])
     weights = None  # free memory
 if fp8_head:
-    or_exit(use_float8_head, model)
+    or_exit(use_float8_head, model, device)
 compile = compile_on(compile, device_type, model.flops_per_token() * tokens_per_iter * max_iters)  # None: on CUDA
 # for a run long enough to win back compiling (common.COMPILE_FLOPS)
 graph_unfit = [why for why, bad in (  # what keeps the training step from being one CUDA graph

@@ -214,3 +214,20 @@ def test_fp8_head_says_what_it_needs(tmp_path, char_data):
     m = re.fullmatch(r"error: fp8_head needs n_embd and vocab_size divisible by 16 \(float8 matmuls\), got 32 and "
                      r"(\d+) \(a larger vocab_size pads it: --vocab_size=(\d+)\)", p.stderr.strip())
     assert p.returncode == 1 and m and int(m[2]) % 16 == 0 and 0 < int(m[2]) - int(m[1]) < 16
+
+
+def test_fp8_head_refuses_a_device_without_float8_matmuls(monkeypatch):
+    """An A100 (compute capability 8.0) or a Mac's GPU has no float8 matmuls: fp8_head says so before training starts,
+    naming the GPU, instead of failing inside the first step. An H100 (9.0) is taken."""
+    model = fp8_pair()[1]
+    capability = {'NVIDIA A100-SXM4-80GB': (8, 0), 'NVIDIA H100 80GB HBM3': (9, 0)}
+    for name, cc in capability.items():
+        monkeypatch.setattr(torch.cuda, 'get_device_capability', lambda device=None: cc)
+        monkeypatch.setattr(torch.cuda, 'get_device_name', lambda device=None: name)
+        if cc < (8, 9):
+            with pytest.raises(ValueError, match=r"NVIDIA A100-SXM4-80GB \(compute capability 8\.0\) lacks"):
+                use_float8_head(model, 'cuda')
+        else:
+            assert use_float8_head(model, 'cuda') is model
+    with pytest.raises(ValueError, match="not on mps"):
+        use_float8_head(model, 'mps')
