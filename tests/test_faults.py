@@ -22,6 +22,8 @@ Where each case is tested (docs/faults.md has the table for users):
                                     test_prepare_rejects_empty_missing_and_non_utf8_input
 16     cuda_graph where it can't    test_speed.py: test_cuda_graph_says_what_it_needs
 17     a writer's optimizer kernels test_a_resumed_run_steps_with_this_devices_kernels_not_its_writers
+18     fp8_head where it can't      test_speed.py: test_fp8_head_says_what_it_needs,
+                                    test_fp8_head_refuses_a_device_without_float8_matmuls
 """
 import csv
 import errno
