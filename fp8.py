@@ -60,10 +60,9 @@ def use_float8_head(model, device='cpu'):
     what it needs: float8 matmuls (a CUDA GPU of compute capability 8.9 or more; a CPU runs them, slowly), sizes
     divisible by 16."""
     device = torch.device(device)
-    if device.type == 'cuda' and torch.cuda.get_device_capability(device) < (8, 9):
+    if device.type == 'cuda' and (cc := torch.cuda.get_device_capability(device)) < (8, 9):
         raise ValueError(f"fp8_head needs float8 matmuls, which {torch.cuda.get_device_name(device)} (compute "
-                         f"capability {'.'.join(map(str, torch.cuda.get_device_capability(device)))}) lacks: they "
-                         f"start at 8.9 (L4, RTX 4090, H100); train without it")
+                         f"capability {cc[0]}.{cc[1]}) lacks: they start at 8.9 (L4, RTX 4090, H100); train without it")
     if device.type not in ('cuda', 'cpu'):
         raise ValueError(f"fp8_head runs on CUDA GPUs (and, slowly, on CPUs), not on {device.type}; train without it")
     C, V = model.config.n_embd, model.config.vocab_size
