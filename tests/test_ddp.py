@@ -232,6 +232,16 @@ def test_fsdp_resumes_a_one_process_checkpoint(tmp_path, data, straight, one_10)
     assert_same_curve(curve(p.stdout), straight, range(10, 21, 2))
 
 
+def test_fp8_head_under_fsdp_trains_the_curve_of_one_process(tmp_path, data):
+    """fp8_head's float8 output layer (an autograd Function of its own) under FSDP: the weight it gets is the gathered
+    whole one, and each micro-batch is scaled on its own as in one process, so the curve is one process's."""
+    fp8 = [*ACCUM, f'--data_dir={data}', '--max_iters=6', '--vocab_size=80', '--fp8_head=True']
+    one = run('train.py', *fp8, f'--out_dir={tmp_path / "one"}')
+    two = torchrun(2, *fp8, FSDP, f'--out_dir={tmp_path / "two"}', check=True)
+    assert '| fsdp' in two.stdout
+    assert_same_curve(curve(two.stdout), curve(one.stdout), range(0, 7, 2))
+
+
 def test_muon_under_fsdp_orthogonalises_whole_matrices(tmp_path, data):
     """Newton-Schulz of a shard is not a shard of Newton-Schulz of the matrix: each process gathers every whole
     update, orthogonalises it and keeps its shard, so the curve is one process's. With the EMA of the weights, which
