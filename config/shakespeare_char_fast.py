@@ -25,7 +25,8 @@ qk_norm = True  # (Dehghani et al. 2023)
 
 optim = 'muon'  # Muon for the matrices inside the blocks, AdamW for the rest (Jordan 2024)
 muon_ns = 'turbo'  # AOL's rescaling, then Polar Express's last 4 Newton-Schulz steps: one fewer (Boissin et al. 2025):
-# 700 steps reach val ~1.45 in 19.1 s from launch warm (Polar Express's 5 steps: 19.6 s, same call; docs/benchmarks.md)
+# 700 steps reach val ~1.45 in 17.0 s from launch warm (one H100, 2026-12-07; in an earlier call 19.1 s against Polar
+# Express's 5 steps' 19.6 s; docs/benchmarks.md)
 learning_rate = 6e-3
 max_iters = 700
 lr_decay_iters = 700
